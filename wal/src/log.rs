@@ -412,12 +412,15 @@ impl Wal {
     /// [`Error::Poisoned`] after an earlier failure, [`Error::Closed`], the I/O error
     /// that failed this append's group, or [`Error::InvalidArgument`] for zero entries.
     pub fn append(&self, payload: &[u8], entries: u32, commit: Commit) -> Result<SeqNo> {
-        self.append_with(payload, entries, commit, |_| {})
+        let counter = Arc::clone(&self.shared.seq);
+        self.append_with(payload, entries, commit, |n| counter.reserve(n))
     }
 
-    /// Like [`Wal::append`], but calls `assigned(first_seq)` while the log's queue lock
-    /// is held, right after the sequence numbers are drawn, so the caller can publish
-    /// them in log order.
+    /// Like [`Wal::append`], but the sequence numbers are drawn by `reserve(entries)`,
+    /// called while the log's queue lock is held, so that log order is sequence order.
+    /// `reserve` must draw from this log's [`SeqCounter`] (it may also record the
+    /// reservation elsewhere, e.g. to publish it in order); it is not called when the
+    /// append is refused up front.
     ///
     /// # Errors
     /// As [`Wal::append`].
@@ -426,7 +429,7 @@ impl Wal {
         payload: &[u8],
         entries: u32,
         commit: Commit,
-        assigned: impl FnOnce(SeqNo),
+        reserve: impl FnOnce(u64) -> SeqNo,
     ) -> Result<SeqNo> {
         if entries == 0 {
             return Err(Error::InvalidArgument(
@@ -436,7 +439,7 @@ impl Wal {
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         st.check_open()?;
-        let first = shared.seq.reserve(u64::from(entries));
+        let first = reserve(u64::from(entries));
         let last = first.plus(u64::from(entries) - 1);
         if st.pending.is_empty() {
             if st.synced_offset > st.marked_offset {
@@ -448,7 +451,6 @@ impl Wal {
         }
         encode_record(&mut st.pending, first, entries, payload);
         st.pending_last_seq = last;
-        assigned(first);
         shared.counters.records.fetch_add(1, Ordering::Relaxed);
         loop {
             let done = match commit {
