@@ -1,5 +1,12 @@
 //! `strata`: the embeddable LSM-tree key-value store.
 //!
-//! **Not built yet.** The database (`Db`, keyspaces, memtables, sorted tables,
-//! manifest, read and write paths) arrives with the engine-core issue. Today the
-//! foundation it stands on is in `strata-wal`.
+//! Under construction (engine-core issue): the modules below are the pieces the
+//! database is being assembled from.
+
+pub mod error;
+pub mod ids;
+pub mod iter;
+pub mod key;
+
+pub use bytes::Bytes;
+pub use error::{Error, Result};

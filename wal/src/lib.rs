@@ -9,6 +9,7 @@
 //! (segment files) and `log` (group commit, rotation, recovery, reading from a
 //! sequence number onward). Its byte layout is specified in `docs/format/wal.md`.
 
+pub mod codec;
 pub mod error;
 pub mod fs;
 #[doc(hidden)]

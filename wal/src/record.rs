@@ -95,6 +95,90 @@ pub fn encode_record(out: &mut Vec<u8>, seq: SeqNo, entries: u32, payload: &[u8]
     encode_fragment(out, FragmentType::Last, &[rest]);
 }
 
+/// Appends `payload` as one logical record of fragments with no sequence prefix, for
+/// other logs that reuse this framing (the manifest). Read back with [`PayloadReader`].
+pub fn encode_payload(out: &mut Vec<u8>, payload: &[u8]) {
+    if payload.len() <= MAX_FRAGMENT_LEN {
+        encode_fragment(out, FragmentType::Full, &[payload]);
+        return;
+    }
+    let mut chunks = payload.chunks(MAX_FRAGMENT_LEN).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let ty = match (first, chunks.peek().is_none()) {
+            (true, _) => FragmentType::First,
+            (false, true) => FragmentType::Last,
+            (false, false) => FragmentType::Middle,
+        };
+        encode_fragment(out, ty, &[chunk]);
+        first = false;
+    }
+}
+
+/// What [`PayloadReader::next_payload`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PayloadItem {
+    /// A whole payload, and the offset it started at.
+    Payload(Vec<u8>, usize),
+    /// The clean end of the buffer.
+    End,
+    /// The buffer ends inside a fragment or a fragmented payload, at this offset
+    /// (where the incomplete payload starts): a torn tail if nothing valid follows.
+    Incomplete(usize),
+    /// Damage at this offset.
+    Damaged(usize, &'static str),
+}
+
+/// Reassembles payloads written with [`encode_payload`] from a buffer. Sync marks
+/// are skipped.
+#[derive(Debug)]
+pub struct PayloadReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> PayloadReader<'a> {
+    /// A reader over `buf`, starting at `start`.
+    pub fn new(buf: &'a [u8], start: usize) -> Self {
+        PayloadReader { buf, pos: start }
+    }
+
+    /// The next payload, or why there is none.
+    pub fn next_payload(&mut self) -> PayloadItem {
+        let start = self.pos;
+        let mut acc: Option<Vec<u8>> = None;
+        loop {
+            if self.pos >= self.buf.len() && acc.is_none() {
+                return PayloadItem::End;
+            }
+            match parse_fragment(self.buf, self.pos) {
+                Fragment::Incomplete => return PayloadItem::Incomplete(start),
+                Fragment::Invalid(reason) => return PayloadItem::Damaged(self.pos, reason),
+                Fragment::Valid { ty, body, next } => {
+                    let at = self.pos;
+                    self.pos = next;
+                    match (ty, acc.take()) {
+                        (FragmentType::SyncMark, None) => {}
+                        (FragmentType::Full, None) => {
+                            return PayloadItem::Payload(body.to_vec(), start)
+                        }
+                        (FragmentType::First, None) => acc = Some(body.to_vec()),
+                        (FragmentType::Middle, Some(mut a)) => {
+                            a.extend_from_slice(body);
+                            acc = Some(a);
+                        }
+                        (FragmentType::Last, Some(mut a)) => {
+                            a.extend_from_slice(body);
+                            return PayloadItem::Payload(a, start);
+                        }
+                        _ => return PayloadItem::Damaged(at, "fragments out of order"),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Appends a sync mark declaring that `synced_offset` bytes of segment `segment_id`
 /// were durable when it was written.
 pub fn encode_sync_mark(out: &mut Vec<u8>, segment_id: u64, synced_offset: u64) {
@@ -283,6 +367,25 @@ mod tests {
             parse_fragment(&buf, 0),
             Fragment::Invalid("fragment length above the maximum")
         );
+    }
+
+    #[test]
+    fn payload_framing_round_trip_and_tail() {
+        let big: Vec<u8> = (0..(MAX_FRAGMENT_LEN * 2 + 5)).map(|i| i as u8).collect();
+        let mut buf = Vec::new();
+        encode_payload(&mut buf, b"one");
+        encode_payload(&mut buf, &big);
+        encode_payload(&mut buf, b"");
+        let mut r = PayloadReader::new(&buf, 0);
+        assert!(matches!(r.next_payload(), PayloadItem::Payload(p, 0) if p == b"one"));
+        assert!(matches!(r.next_payload(), PayloadItem::Payload(p, _) if p == big));
+        assert!(matches!(r.next_payload(), PayloadItem::Payload(p, _) if p.is_empty()));
+        assert_eq!(r.next_payload(), PayloadItem::End);
+        let cut = buf.len() - 3;
+        let mut r = PayloadReader::new(&buf[..cut], 0);
+        r.next_payload();
+        r.next_payload();
+        assert!(matches!(r.next_payload(), PayloadItem::Incomplete(_)));
     }
 
     #[test]
