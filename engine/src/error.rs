@@ -84,31 +84,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// A copy for reporting the same failure to several callers (I/O errors keep
-    /// their kind and message).
-    pub(crate) fn duplicate(&self) -> Error {
-        match self {
-            Error::Io { op, path, source } => Error::Io {
-                op,
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            Error::Corruption {
-                file,
-                offset,
-                reason,
-            } => Error::corruption(file.clone(), *offset, reason.clone()),
-            Error::Poisoned { cause } => Error::Poisoned {
-                cause: cause.clone(),
-            },
-            Error::Locked { path } => Error::Locked { path: path.clone() },
-            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-            Error::UnknownKeyspace(m) => Error::UnknownKeyspace(m.clone()),
-            Error::KeyspaceExists(m) => Error::KeyspaceExists(m.clone()),
-            Error::Closed => Error::Closed,
-        }
-    }
 }
 
 impl From<strata_wal::Error> for Error {

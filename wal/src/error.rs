@@ -48,6 +48,12 @@ pub enum Error {
     InvalidArgument(String),
     /// The log or database was closed; no further operations are accepted.
     Closed,
+    /// Sequence numbers are used up: assigning `requested` more would pass the largest
+    /// assignable one (`2^56 - 1`). Nothing was written.
+    SeqExhausted {
+        /// How many sequence numbers were asked for.
+        requested: u64,
+    },
 }
 
 impl Error {
@@ -117,6 +123,12 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::Closed => write!(f, "the log is closed; reopen it to continue"),
+            Error::SeqExhausted { requested } => write!(
+                f,
+                "sequence numbers exhausted: {requested} more would pass the largest \
+                 assignable sequence number (2^56 - 1), so nothing was written. Copy the \
+                 data into a new database to continue writing."
+            ),
         }
     }
 }

@@ -14,6 +14,15 @@
 //!
 //! After each fsync the next group starts with a *sync mark* naming the offset that
 //! was durable; recovery uses it to tell a torn tail from damage to synced data.
+//!
+//! Orderings that recovery relies on:
+//! - at most one fsync of a file is in flight (`syncing` is a token that rotation and
+//!   the final mark take too), so an fsync that misses a writeback error reported to a
+//!   concurrent one cannot acknowledge anything;
+//! - a segment is fsynced before the next one is created, both while running and at
+//!   recovery, so only the newest segment can hold unsynced bytes;
+//! - segment creation and removal are serialized (`dir_lock`), so a directory sync for
+//!   a removal never makes a new segment's name durable before its header.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +35,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
 use crate::ids::{SegmentId, SeqCounter, SeqNo};
-use crate::record::{encode_record, encode_sync_mark, WalRecord};
+use crate::record::{encode_record, encode_sync_mark, resalt, Salt, WalRecord};
 use crate::segment::{
-    parse_segment_file_name, scan_segment, segment_file_name, RecoveryMode, SegmentHeader, Tail,
-    SEGMENT_HEADER_LEN,
+    is_unwritten_header, parse_segment_file_name, scan_segment, segment_file_name, RecoveryMode,
+    SegmentHeader, Tail, SEGMENT_HEADER_LEN,
 };
 
 /// How long an append waits before it is acknowledged.
@@ -109,15 +118,19 @@ pub struct RecoverySummary {
     pub records_replayed: u64,
     /// Bytes of payload passed to the replay callback.
     pub bytes_replayed: u64,
-    /// The last sequence number found in the log, if any record was found.
+    /// The last sequence number of a record found in the scanned segments, if any.
+    /// Segments wholly before `replay_from` are not scanned, so their records do not
+    /// count here.
     pub last_seq: Option<SeqNo>,
     /// The torn tail that was truncated, if any.
     pub torn_tail: Option<TornTail>,
-    /// Damaged regions skipped in salvage mode.
+    /// Damaged regions skipped in salvage mode (a segment skipped for its header
+    /// counts as one).
     pub skipped_regions: u64,
     /// Bytes skipped in salvage mode.
     pub skipped_bytes: u64,
-    /// Segments with a torn header (a crash while creating them) that were removed.
+    /// Newest segments whose header was never completely written (a crash while
+    /// creating them) that were removed.
     pub removed_segments: usize,
 }
 
@@ -145,6 +158,7 @@ struct SegmentMeta {
 #[derive(Debug)]
 struct Active {
     id: SegmentId,
+    salt: Salt,
     file: Arc<dyn FsFile>,
     /// Bytes written to the file (after the writer finishes each group).
     len: u64,
@@ -154,6 +168,9 @@ struct Active {
 struct State {
     /// Encoded records not yet written; taken whole by the next writer.
     pending: Vec<u8>,
+    /// The salt `pending` is encoded with: the active segment's when its first record
+    /// was queued. A writer that puts the group in another segment re-salts it.
+    pending_salt: Salt,
     /// A spare buffer, swapped in when a writer takes `pending`.
     spare: Vec<u8>,
     pending_first_seq: Option<SeqNo>,
@@ -172,6 +189,8 @@ struct State {
     segments: Vec<SegmentMeta>,
     next_segment_id: u64,
     poisoned: Option<String>,
+    /// Set first thing by `close`: no append is accepted after it, and `close` makes
+    /// every append accepted before it durable.
     closed: bool,
 }
 
@@ -192,6 +211,9 @@ struct Shared {
     seq: Arc<SeqCounter>,
     state: Mutex<State>,
     changed: Condvar,
+    /// Serializes creating and removing segment files (with their directory syncs).
+    /// Taken without `state` held, or before it; never the other way round.
+    dir_lock: Mutex<()>,
     counters: Counters,
     stop: Mutex<bool>,
     stop_signal: Condvar,
@@ -212,7 +234,10 @@ impl Wal {
     /// Every record whose last sequence number is at or after `replay_from` is passed to
     /// `replay`, in order. Segments wholly before `replay_from` are not scanned (only
     /// their headers are checked). A torn tail of the last segment is truncated and
-    /// reported in the summary. `seq` is advanced past every sequence number found.
+    /// reported in the summary. `seq` is advanced past every sequence number found (and
+    /// to at least 1). Before the new segment is created, the newest existing one is
+    /// fsynced: after a process crash it may hold bytes that were written but never
+    /// synced, and it is about to become a sealed segment.
     ///
     /// # Errors
     /// [`Error::Corruption`] for damage other than a torn tail (in strict mode), I/O
@@ -226,53 +251,63 @@ impl Wal {
         mut replay: impl FnMut(WalRecord) -> Result<()>,
     ) -> Result<(Wal, RecoverySummary)> {
         options.validate()?;
-        fs.create_dir_all(dir)?;
+        create_dir_durably(fs.as_ref(), dir)?;
+        seq.advance_to(SeqNo(1));
         let mut summary = RecoverySummary::default();
-        let mut segments = list_segments(fs.as_ref(), dir)?;
-        let mut metas = Vec::with_capacity(segments.len());
-        let mut last_seq: Option<SeqNo> = None;
-        let mut max_first_seq = SeqNo::ZERO;
+        let segments = list_segments(fs.as_ref(), dir)?;
+        let count = segments.len();
 
         // Headers first: they say which segments the replay needs.
-        let mut headers = Vec::with_capacity(segments.len());
-        let count = segments.len();
+        let mut headers = Vec::with_capacity(count);
         for (i, (id, path)) in segments.iter().enumerate() {
-            let file = fs.open(path)?;
-            let len = file.len()?;
-            let mut head = vec![0u8; (len as usize).min(SEGMENT_HEADER_LEN)];
-            file.read_exact_at(0, &mut head)?;
-            match SegmentHeader::decode(&head, path) {
-                Ok(h) if h.id != *id => {
-                    return Err(Error::corruption(
-                        path,
-                        16,
-                        format!("header names segment {} but the file is segment {id}", h.id),
-                    ))
+            let (head, len) = read_head(fs.as_ref(), path)?;
+            let problem = match SegmentHeader::decode(&head, path) {
+                Ok(h) if h.id == *id => {
+                    headers.push(HeaderState::Valid(h));
+                    continue;
                 }
-                Ok(h) => headers.push(Some(h)),
-                // A crash while creating the newest segment leaves its header torn;
+                Ok(h) => wrong_id(path, h.id, *id),
+                // A crash while creating the newest segment leaves its header unwritten;
                 // nothing can have been acknowledged in it.
-                Err(_) if i + 1 == count && len <= SEGMENT_HEADER_LEN as u64 => headers.push(None),
-                Err(e) if options.recovery_mode == RecoveryMode::Salvage => {
-                    summary.skipped_regions += 1;
-                    summary.skipped_bytes += len;
-                    let _ = e;
-                    headers.push(None);
+                Err(_) if i + 1 == count && unwritten(&head, len) => {
+                    headers.push(HeaderState::Unwritten);
+                    continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => e,
+            };
+            if options.recovery_mode != RecoveryMode::Salvage {
+                return Err(problem);
             }
+            summary.skipped_regions += 1;
+            summary.skipped_bytes += len;
+            headers.push(HeaderState::Skipped);
         }
-        for i in 0..count {
-            let (id, path) = &segments[i];
-            let Some(header) = headers[i] else {
-                if i + 1 == count {
+
+        let mut metas = Vec::with_capacity(count + 1);
+        // The last sequence number of everything before the segment being looked at:
+        // found in a scan, or bounded by the next segment's header when one is skipped.
+        let mut bound: Option<SeqNo> = None;
+        let mut found_last: Option<SeqNo> = None;
+        let mut max_first_seq = SeqNo(1);
+        let mut newest_kept: Option<&Path> = None;
+        let mut last_salt = Salt::default();
+        for (i, (id, path)) in segments.iter().enumerate() {
+            let header = match headers[i] {
+                HeaderState::Unwritten => {
                     fs.remove(path)?;
                     summary.removed_segments += 1;
+                    continue;
                 }
-                continue;
+                HeaderState::Skipped => {
+                    newest_kept = Some(path);
+                    continue;
+                }
+                HeaderState::Valid(h) => h,
             };
+            newest_kept = Some(path);
+            last_salt = header.salt;
             max_first_seq = max_first_seq.max(header.first_seq);
-            if let Some(last) = last_seq {
+            if let Some(last) = bound {
                 if header.first_seq <= last {
                     return Err(Error::corruption(
                         path,
@@ -289,15 +324,14 @@ impl Wal {
                 first_seq: header.first_seq,
             });
             let is_last = i + 1 == count;
-            let next_first = headers[i + 1..]
-                .iter()
-                .flatten()
-                .next()
-                .map(|h| h.first_seq);
+            let next_first = headers[i + 1..].iter().find_map(|h| match h {
+                HeaderState::Valid(h) => Some(h.first_seq),
+                _ => None,
+            });
             let wholly_before = next_first.is_some_and(|n| n <= replay_from);
             if wholly_before && !is_last {
                 // Not needed for replay; the next segment's header bounds its records.
-                last_seq = next_first.map(SeqNo::prev).or(last_seq);
+                bound = next_first.map(SeqNo::prev).or(bound);
                 continue;
             }
             let file = fs.open(path)?;
@@ -307,7 +341,7 @@ impl Wal {
                 &bytes,
                 path,
                 &header,
-                last_seq,
+                bound,
                 tail,
                 options.recovery_mode,
                 |seq, entries, payload| {
@@ -316,6 +350,7 @@ impl Wal {
                         entries,
                         payload: payload.to_vec(),
                     };
+                    found_last = Some(record.last_seq());
                     if record.last_seq() >= replay_from {
                         summary.records_replayed += 1;
                         summary.bytes_replayed += payload.len() as u64;
@@ -327,12 +362,11 @@ impl Wal {
             summary.segments_scanned += 1;
             summary.skipped_regions += outcome.skipped_regions;
             summary.skipped_bytes += outcome.skipped_bytes;
-            last_seq = outcome.last_seq;
+            bound = outcome.last_seq;
             if let Some((offset, reason)) = outcome.torn {
-                // Cut the torn tail and make the cut durable before any new segment
-                // exists, so this segment is never a damaged non-last segment.
+                // Cut the torn tail; the sync below makes the cut durable before any new
+                // segment exists, so this segment is never a damaged non-last segment.
                 file.truncate(offset)?;
-                file.sync_data()?;
                 summary.torn_tail = Some(TornTail {
                     file: path.clone(),
                     offset,
@@ -341,17 +375,32 @@ impl Wal {
                 });
             }
         }
-        summary.last_seq = last_seq;
-        if let Some(last) = last_seq {
+        // Only the newest segment can hold unsynced bytes (every other one was fsynced
+        // before its successor was created). After a process crash the page cache still
+        // has them and the scan above replayed them; make them, and any torn-tail cut,
+        // durable before a new segment turns this one into a sealed segment, where a
+        // later power loss could no longer be told from corruption.
+        if let Some(path) = newest_kept {
+            fs.open(path)?.sync_data()?;
+        }
+        summary.last_seq = found_last;
+        if let Some(last) = bound {
             seq.advance_to(last.plus(1));
         }
         seq.advance_to(max_first_seq);
 
         let next_segment_id = segments.last().map_or(1, |(id, _)| id.0 + 1);
-        segments.clear();
-        let first_seq = seq.peek_next();
-        let (active, meta) =
-            create_segment(fs.as_ref(), dir, SegmentId(next_segment_id), first_seq)?;
+        // A counter past the largest assignable number can assign nothing more; the
+        // header still has to hold a valid first sequence number.
+        let first_seq = seq.peek_next().min(SeqNo::MAX_ASSIGNABLE.plus(1));
+        let salt = Salt::random_other_than(last_salt);
+        let (active, meta) = create_segment(
+            fs.as_ref(),
+            dir,
+            SegmentId(next_segment_id),
+            first_seq,
+            salt,
+        )?;
         metas.push(meta);
         let written = first_seq.prev();
         let shared = Arc::new(Shared {
@@ -360,6 +409,7 @@ impl Wal {
             seq,
             state: Mutex::new(State {
                 pending: Vec::new(),
+                pending_salt: active.salt,
                 spare: Vec::new(),
                 pending_first_seq: None,
                 pending_last_seq: written,
@@ -376,6 +426,7 @@ impl Wal {
                 closed: false,
             }),
             changed: Condvar::new(),
+            dir_lock: Mutex::new(()),
             counters: Counters::default(),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
@@ -410,7 +461,8 @@ impl Wal {
     ///
     /// # Errors
     /// [`Error::Poisoned`] after an earlier failure, [`Error::Closed`], the I/O error
-    /// that failed this append's group, or [`Error::InvalidArgument`] for zero entries.
+    /// that failed this append's group, [`Error::InvalidArgument`] for zero entries, or
+    /// [`Error::SeqExhausted`] when the sequence numbers are used up.
     pub fn append(&self, payload: &[u8], entries: u32, commit: Commit) -> Result<SeqNo> {
         let counter = Arc::clone(&self.shared.seq);
         self.append_with(payload, entries, commit, |n| counter.reserve(n))
@@ -418,12 +470,15 @@ impl Wal {
 
     /// Like [`Wal::append`], but the sequence numbers are drawn by `reserve(entries)`,
     /// called while the log's queue lock is held, so that log order is sequence order.
-    /// `reserve` must draw from this log's [`SeqCounter`] (it may also record the
-    /// reservation elsewhere, e.g. to publish it in order); it is not called when the
-    /// append is refused up front.
+    /// `reserve` must draw from this log's [`SeqCounter`] with
+    /// [`SeqCounter::reserve`] (it may also record the reservation elsewhere, e.g. to
+    /// publish it in order); it is not called when the append is refused up front.
     ///
     /// # Errors
-    /// As [`Wal::append`].
+    /// As [`Wal::append`]; also [`Error::InvalidArgument`] if `reserve` returns a
+    /// number not above the last one in the log. When `reserve` was called and its
+    /// number is refused (exhausted or not going forward), nothing was written and the
+    /// reservation is not given back.
     pub fn append_with(
         &self,
         payload: &[u8],
@@ -439,17 +494,39 @@ impl Wal {
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         st.check_open()?;
+        let span = u64::from(entries) - 1;
+        let exhausted = || Error::SeqExhausted {
+            requested: u64::from(entries),
+        };
+        // Refused up front when the space is already used up, so that `reserve` (and
+        // whatever it records) never sees a reservation that cannot succeed.
+        if shared.seq.peek_next().0.saturating_add(span) > SeqNo::MAX_ASSIGNABLE.0 {
+            return Err(exhausted());
+        }
         let first = reserve(u64::from(entries));
-        let last = first.plus(u64::from(entries) - 1);
+        // A writer that bypasses the log may have taken the last numbers meanwhile.
+        let last = match first.0.checked_add(span) {
+            Some(last) if last <= SeqNo::MAX_ASSIGNABLE.0 => SeqNo(last),
+            _ => return Err(exhausted()),
+        };
+        if first <= st.pending_last_seq {
+            return Err(Error::InvalidArgument(format!(
+                "reserve returned sequence number {first}, not above {}, the last one in \
+                 the log: it must draw from this log's SeqCounter",
+                st.pending_last_seq
+            )));
+        }
         if st.pending.is_empty() {
+            st.pending_salt = st.active.salt;
             if st.synced_offset > st.marked_offset {
-                let (id, off) = (st.active.id.0, st.synced_offset);
-                encode_sync_mark(&mut st.pending, id, off);
+                let (salt, id, off) = (st.active.salt, st.active.id.0, st.synced_offset);
+                encode_sync_mark(&mut st.pending, salt, id, off);
                 st.marked_offset = off;
             }
             st.pending_first_seq = Some(first);
         }
-        encode_record(&mut st.pending, first, entries, payload);
+        let salt = st.pending_salt;
+        encode_record(&mut st.pending, salt, first, entries, payload);
         st.pending_last_seq = last;
         shared.counters.records.fetch_add(1, Ordering::Relaxed);
         loop {
@@ -512,11 +589,14 @@ impl Wal {
 
     /// Deletes every sealed segment whose records all have sequence numbers below
     /// `seq`. The active segment is never deleted. Returns how many were deleted.
+    /// Concurrent calls are serialized; a segment file that is already gone counts as
+    /// deleted.
     ///
     /// # Errors
     /// I/O errors from removing files or syncing the directory.
     pub fn remove_segments_before(&self, seq: SeqNo) -> Result<usize> {
         let shared = &*self.shared;
+        let _dir = shared.dir_lock.lock();
         let doomed: Vec<SegmentId> = {
             let st = shared.state.lock();
             st.segments
@@ -528,13 +608,24 @@ impl Wal {
         if doomed.is_empty() {
             return Ok(0);
         }
-        for id in &doomed {
-            shared.fs.remove(&shared.dir.join(segment_file_name(*id)))?;
+        let mut removed = Vec::with_capacity(doomed.len());
+        let mut result = Ok(());
+        for id in doomed {
+            match shared.fs.remove(&shared.dir.join(segment_file_name(id))) {
+                Ok(()) => removed.push(id),
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => removed.push(id),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        shared.fs.sync_dir(&shared.dir)?;
+        if result.is_ok() {
+            result = shared.fs.sync_dir(&shared.dir);
+        }
         let mut st = shared.state.lock();
-        st.segments.retain(|m| !doomed.contains(&m.id));
-        Ok(doomed.len())
+        st.segments.retain(|m| !removed.contains(&m.id));
+        result.map(|()| removed.len())
     }
 
     /// The segments on disk, oldest first, with the first sequence number of each.
@@ -581,18 +672,24 @@ impl Wal {
         }
     }
 
-    /// Syncs everything written, stops the background sync and refuses further
-    /// appends. Called by `Drop` too (errors are then ignored).
+    /// Refuses further appends, makes every append accepted before it durable (writing
+    /// what is still queued), declares the segment durable with a final sync mark and
+    /// stops the background sync. Appends running concurrently are either refused with
+    /// [`Error::Closed`] or durable when `close` returns `Ok`. Called by `Drop` too
+    /// (errors are then ignored); a second call does nothing.
     ///
     /// # Errors
-    /// The final fsync's error.
+    /// [`Error::Poisoned`], or the I/O error of a final write or fsync.
     pub fn close(&self) -> Result<()> {
-        let result = if self.shared.state.lock().closed {
-            Ok(())
-        } else {
-            self.sync().and_then(|()| self.shared.write_final_mark())
+        let result = {
+            let mut st = self.shared.state.lock();
+            if st.closed {
+                Ok(())
+            } else {
+                st.closed = true;
+                self.shared.finish(&mut st)
+            }
         };
-        self.shared.state.lock().closed = true;
         *self.shared.stop.lock() = true;
         self.shared.stop_signal.notify_all();
         if let Some(handle) = self.syncer.lock().take() {
@@ -623,40 +720,76 @@ impl State {
 }
 
 impl Shared {
-    /// Writes the pending group. Called with the state locked and no write in
-    /// progress; unlocks during I/O.
+    /// Writes the pending group, rotating to a new segment first if the active one
+    /// would grow past the limit. Called with the state locked, no write in progress
+    /// and the log not poisoned; unlocks during I/O.
     fn write_group(&self, st: &mut parking_lot::MutexGuard<'_, State>) -> Result<()> {
         st.writing = true;
+        let rotate = st.active.len > SEGMENT_HEADER_LEN as u64
+            && st.active.len + st.pending.len() as u64 > self.options.segment_bytes;
+        if rotate {
+            // Rotation fsyncs the active segment: take the sync token so that no other
+            // fsync of the file is in flight (see the module documentation).
+            while st.syncing && st.poisoned.is_none() {
+                self.changed.wait(st);
+            }
+            if let Some(cause) = st.poisoned.clone() {
+                st.writing = false;
+                self.changed.notify_all();
+                return Err(Error::Poisoned { cause });
+            }
+            st.syncing = true;
+        }
         let spare = std::mem::take(&mut st.spare);
         let mut group = std::mem::replace(&mut st.pending, spare);
+        let group_salt = st.pending_salt;
         let upto = st.pending_last_seq;
         let group_first = st.pending_first_seq.take().unwrap_or(upto);
-        let rotate = st.active.len > SEGMENT_HEADER_LEN as u64
-            && st.active.len + group.len() as u64 > self.options.segment_bytes;
-        let mut file = Arc::clone(&st.active.file);
+        let old_file = Arc::clone(&st.active.file);
+        let old_salt = st.active.salt;
         let new_id = SegmentId(st.next_segment_id);
-        let result =
-            parking_lot::MutexGuard::unlocked(st, || -> Result<Option<(Active, SegmentMeta)>> {
+        let result = parking_lot::MutexGuard::unlocked(
+            st,
+            || -> Result<(Option<(Active, SegmentMeta)>, u64)> {
                 let mut rotated = None;
-                if rotate {
+                let (file, salt) = if rotate {
                     // Seal the old segment durably before the new one exists, so only the
                     // newest segment can ever have a torn tail.
-                    file.sync_data()?;
+                    old_file.sync_data()?;
                     self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    let (active, meta) =
-                        create_segment(self.fs.as_ref(), &self.dir, new_id, group_first)?;
+                    let salt = Salt::random_other_than(old_salt);
+                    let (active, meta) = {
+                        let _dir = self.dir_lock.lock();
+                        create_segment(self.fs.as_ref(), &self.dir, new_id, group_first, salt)?
+                    };
                     self.counters
                         .segments_created
                         .fetch_add(1, Ordering::Relaxed);
-                    file = Arc::clone(&active.file);
+                    let file = Arc::clone(&active.file);
                     rotated = Some((active, meta));
-                }
-                file.append(&group)?;
-                Ok(rotated)
-            });
+                    (file, salt)
+                } else {
+                    (old_file, old_salt)
+                };
+                // Records queued for another segment (before a rotation) are
+                // re-checksummed for this one; their sync mark, about that segment, goes.
+                let written = if salt == group_salt {
+                    file.append(&group)?;
+                    group.len()
+                } else {
+                    let regrouped = resalt(&group, salt);
+                    file.append(&regrouped)?;
+                    regrouped.len()
+                };
+                Ok((rotated, written as u64))
+            },
+        );
         st.writing = false;
+        if rotate {
+            st.syncing = false;
+        }
         match result {
-            Ok(rotated) => {
+            Ok((rotated, written)) => {
                 if let Some((active, meta)) = rotated {
                     // Everything written before the rotation was synced with the old
                     // segment.
@@ -667,12 +800,12 @@ impl Shared {
                     st.segments.push(meta);
                     st.next_segment_id += 1;
                 }
-                st.active.len += group.len() as u64;
+                st.active.len += written;
                 st.written_seq = st.written_seq.max(upto);
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .bytes_written
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    .fetch_add(written, Ordering::Relaxed);
                 group.clear();
                 if st.spare.capacity() < group.capacity() && group.capacity() <= 4 << 20 {
                     st.spare = group;
@@ -716,25 +849,37 @@ impl Shared {
         }
     }
 
-    /// On a clean close, declares everything written durable with one last sync
-    /// mark (then fsyncs it), so that later damage anywhere in a record of this
-    /// segment is reported as corruption instead of being cut as a torn tail.
-    fn write_final_mark(&self) -> Result<()> {
-        let mut st = self.state.lock();
-        while st.writing || st.syncing {
-            self.changed.wait(&mut st);
+    /// The body of `close`, called with `closed` just set: writes and fsyncs whatever
+    /// was accepted before, then declares everything written durable with one last sync
+    /// mark (fsynced too), so that later damage anywhere in a record of this segment is
+    /// reported as corruption instead of being cut as a torn tail.
+    fn finish(&self, st: &mut parking_lot::MutexGuard<'_, State>) -> Result<()> {
+        loop {
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if st.writing || st.syncing {
+                self.changed.wait(st);
+            } else if !st.pending.is_empty() {
+                self.write_group(st)?;
+            } else if st.written_seq > st.synced_seq || st.active.len > st.synced_offset {
+                self.sync_written(st)?;
+            } else {
+                break;
+            }
         }
-        st.check_open()?;
-        if st.synced_offset <= st.marked_offset || !st.pending.is_empty() {
+        if st.synced_offset <= st.marked_offset {
             return Ok(());
         }
         let mut mark = Vec::new();
-        encode_sync_mark(&mut mark, st.active.id.0, st.synced_offset);
+        encode_sync_mark(&mut mark, st.active.salt, st.active.id.0, st.synced_offset);
         st.marked_offset = st.synced_offset;
         st.writing = true;
         st.syncing = true;
         let file = Arc::clone(&st.active.file);
-        let result = parking_lot::MutexGuard::unlocked(&mut st, || {
+        let result = parking_lot::MutexGuard::unlocked(st, || {
             file.append(&mark)?;
             file.sync_data()
         });
@@ -789,15 +934,24 @@ fn create_segment(
     dir: &Path,
     id: SegmentId,
     first_seq: SeqNo,
+    salt: Salt,
 ) -> Result<(Active, SegmentMeta)> {
     let path = dir.join(segment_file_name(id));
     let file = fs.create(&path)?;
-    file.append(&SegmentHeader { id, first_seq }.encode())?;
+    file.append(
+        &SegmentHeader {
+            id,
+            first_seq,
+            salt,
+        }
+        .encode(),
+    )?;
     file.sync_data()?;
     fs.sync_dir(dir)?;
     Ok((
         Active {
             id,
+            salt,
             file,
             len: SEGMENT_HEADER_LEN as u64,
         },
@@ -805,10 +959,69 @@ fn create_segment(
     ))
 }
 
+/// What recovery made of a segment's header.
+#[derive(Debug, Clone, Copy)]
+enum HeaderState {
+    Valid(SegmentHeader),
+    /// The newest segment's header was never completely written: the file is removed.
+    Unwritten,
+    /// Damaged or naming the wrong id, skipped in salvage mode (the file stays).
+    Skipped,
+}
+
+/// The first bytes of a segment (up to a header's worth) and its length.
+fn read_head(fs: &dyn Fs, path: &Path) -> Result<(Vec<u8>, u64)> {
+    let file = fs.open(path)?;
+    let len = file.len()?;
+    let mut head = vec![0u8; len.min(SEGMENT_HEADER_LEN as u64) as usize];
+    file.read_exact_at(0, &mut head)?;
+    Ok((head, len))
+}
+
+/// Whether `bytes`, `len` bytes long, are the header of a newest segment that was never
+/// completely written (see [`is_unwritten_header`]).
+fn unwritten(bytes: &[u8], len: u64) -> bool {
+    len <= SEGMENT_HEADER_LEN as u64 && is_unwritten_header(bytes)
+}
+
+fn wrong_id(path: &Path, found: SegmentId, expected: SegmentId) -> Error {
+    Error::corruption(
+        path,
+        16,
+        format!("header names segment {found} but the file is segment {expected}"),
+    )
+}
+
+/// Creates `dir` (and missing parents) and makes its entry durable: the parent of
+/// every directory created is fsynced, and `dir`'s own parent always (a crash after an
+/// earlier run created it may have left its entry unsynced).
+fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fn parent_of(dir: &Path) -> Option<&Path> {
+        match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+            other => other,
+        }
+    }
+    let mut parents: Vec<&Path> = parent_of(dir).into_iter().collect();
+    for ancestor in dir.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() || fs.exists(ancestor)? {
+            break;
+        }
+        parents.extend(parent_of(ancestor));
+    }
+    fs.create_dir_all(dir)?;
+    for parent in parents {
+        fs.sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// Reads the records of a log directory from a sequence number onward, for replay
 /// tools and the change stream. Safe to use while a [`Wal`] appends to the directory:
-/// an incomplete record at the end of the newest segment is treated as not yet
-/// written.
+/// a fragment cut off by the end of the newest segment is treated as not yet written.
+/// Any other damage is corruption (strict mode) or skipped (salvage mode), so a
+/// directory that may have crashed should be recovered by [`Wal::open`] (which cuts a
+/// torn tail) before it is read in strict mode.
 #[derive(Debug)]
 pub struct WalReader {
     fs: Arc<dyn Fs>,
@@ -821,30 +1034,44 @@ pub struct WalReader {
 }
 
 impl WalReader {
-    /// Lists the segments of `dir` and positions the reader at the first record whose
-    /// last sequence number is at or after `from`.
+    /// Lists the segments of `dir`, checks their headers and positions the reader at the
+    /// first record whose last sequence number is at or after `from`. The newest
+    /// segment may have an unwritten header (it is being created); in salvage mode
+    /// segments with a damaged header or the wrong id are skipped.
     ///
     /// # Errors
     /// I/O errors listing the directory or reading headers; [`Error::Corruption`] for
-    /// a bad header.
+    /// a bad header in strict mode.
     pub fn open(fs: Arc<dyn Fs>, dir: &Path, from: SeqNo, mode: RecoveryMode) -> Result<WalReader> {
         let all = list_segments(fs.as_ref(), dir)?;
+        let count = all.len();
+        // Each kept segment with its first sequence number (`None`: being created).
+        let mut kept = Vec::with_capacity(count);
+        for (i, (id, path)) in all.into_iter().enumerate() {
+            let (head, len) = read_head(fs.as_ref(), &path)?;
+            let problem = match SegmentHeader::decode(&head, &path) {
+                Ok(h) if h.id == id => {
+                    kept.push((id, path, Some(h.first_seq)));
+                    continue;
+                }
+                Ok(h) => wrong_id(&path, h.id, id),
+                Err(_) if i + 1 == count && unwritten(&head, len) => {
+                    kept.push((id, path, None));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if mode == RecoveryMode::Strict {
+                return Err(problem);
+            }
+        }
         // Skip segments wholly before `from`: those followed by a segment whose first
         // sequence number is at or below `from`.
-        let mut firsts = Vec::with_capacity(all.len());
-        for (_, path) in &all {
-            let file = fs.open(path)?;
-            let len = file.len()?;
-            let mut head = vec![0u8; (len as usize).min(SEGMENT_HEADER_LEN)];
-            file.read_exact_at(0, &mut head)?;
-            firsts.push(SegmentHeader::decode(&head, path).ok().map(|h| h.first_seq));
-        }
         let mut start = 0;
-        for i in 0..all.len() {
-            if firsts
+        for i in 0..kept.len() {
+            if kept
                 .get(i + 1)
-                .copied()
-                .flatten()
+                .and_then(|k| k.2)
                 .is_some_and(|next| next <= from)
             {
                 start = i + 1;
@@ -854,26 +1081,35 @@ impl WalReader {
             fs,
             from,
             mode,
-            segments: all.into_iter().skip(start).collect(),
+            segments: kept
+                .into_iter()
+                .skip(start)
+                .map(|(id, path, _)| (id, path))
+                .collect(),
             buffered: Default::default(),
             last_seq: None,
             failed: false,
         })
     }
 
-    /// The oldest sequence number this directory's log can still yield, if any
-    /// segment exists.
+    /// The oldest sequence number this directory's log can still yield: the first
+    /// sequence number of the oldest segment, or `None` if there is no segment or the
+    /// only one is still being created.
     ///
     /// # Errors
-    /// I/O errors or a bad header.
+    /// I/O errors or [`Error::Corruption`] for a bad header.
     pub fn oldest_available(fs: &dyn Fs, dir: &Path) -> Result<Option<SeqNo>> {
-        let Some((_, path)) = list_segments(fs, dir)?.into_iter().next() else {
+        let segments = list_segments(fs, dir)?;
+        let Some((id, path)) = segments.first() else {
             return Ok(None);
         };
-        let file = fs.open(&path)?;
-        let mut head = vec![0u8; SEGMENT_HEADER_LEN];
-        file.read_exact_at(0, &mut head)?;
-        Ok(Some(SegmentHeader::decode(&head, &path)?.first_seq))
+        let (head, len) = read_head(fs, path)?;
+        match SegmentHeader::decode(&head, path) {
+            Ok(h) if h.id == *id => Ok(Some(h.first_seq)),
+            Ok(h) => Err(wrong_id(path, h.id, *id)),
+            Err(_) if segments.len() == 1 && unwritten(&head, len) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn load_next_segment(&mut self) -> Result<bool> {
@@ -885,15 +1121,10 @@ impl WalReader {
         let bytes = file.read_all()?;
         let header = match SegmentHeader::decode(&bytes, &path) {
             Ok(h) if h.id == id => h,
-            Ok(h) => {
-                return Err(Error::corruption(
-                    &path,
-                    16,
-                    format!("header names segment {} but the file is segment {id}", h.id),
-                ))
-            }
             // The newest segment may be being created right now.
-            Err(_) if is_last && bytes.len() < SEGMENT_HEADER_LEN => return Ok(true),
+            Err(_) if is_last && unwritten(&bytes, bytes.len() as u64) => return Ok(true),
+            _ if self.mode == RecoveryMode::Salvage => return Ok(true),
+            Ok(h) => return Err(wrong_id(&path, h.id, id)),
             Err(e) => return Err(e),
         };
         let tail = if is_last { Tail::Live } else { Tail::Sealed };

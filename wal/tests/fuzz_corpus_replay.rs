@@ -13,25 +13,33 @@ fn wal_reader_corpus_replays_without_panics() {
         strata_wal::fuzzing::wal_reader(&data);
         count += 1;
     }
-    assert!(count >= 8, "seed corpus has only {count} inputs");
+    assert!(count >= 12, "seed corpus has only {count} inputs");
 }
 
-/// Regenerates the seed corpus: `cargo test -p strata-wal --test fuzz_corpus_replay
-/// -- --ignored generate`.
+/// Regenerates the seed corpus: `cargo test -p strata-wal --release --test
+/// fuzz_corpus_replay -- --ignored generate`. Inputs use the layout of
+/// `strata_wal::fuzzing::segments_from_input`.
 #[test]
 #[ignore]
 fn generate_seed_corpus() {
     use std::sync::Arc;
+    use strata_wal::fuzzing::RAW;
+    use strata_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
     use strata_wal::{Commit, FaultFs, Fs, SeqCounter, SeqNo, Wal, WalOptions};
 
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/wal_reader");
     std::fs::create_dir_all(&out).unwrap();
-    let make_log = |records: usize, sync_every: usize, close: bool| -> Vec<u8> {
+    for entry in std::fs::read_dir(&out).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    // The segment files of a log, oldest first.
+    let make_log = |records: usize, sync_every: usize, close: bool, segment_bytes: u64| {
         let fs = FaultFs::new(1);
         let shared: Arc<dyn Fs> = Arc::new(fs.clone());
         let dir = Path::new("/w");
         let opts = WalOptions {
             sync_interval: None,
+            segment_bytes,
             ..WalOptions::default()
         };
         let (wal, _) = Wal::open(
@@ -60,39 +68,72 @@ fn generate_seed_corpus() {
             wal.close().unwrap();
         }
         std::mem::forget(wal);
-        fs.read_file(&dir.join("000001.wal")).unwrap()
+        shared
+            .list(dir)
+            .unwrap()
+            .into_iter()
+            .map(|name| fs.read_file(&dir.join(name)).unwrap())
+            .collect::<Vec<_>>()
     };
-    let with_count = |n: u8, bytes: &[u8]| {
-        let mut v = vec![n];
-        v.extend_from_slice(bytes);
-        v
+    // Structured input: the harness writes the headers, the input gives their fields.
+    let structured = |files: &[Vec<u8>]| {
+        let mut input = vec![(files.len() - 1) as u8];
+        let mut prev_first = 1;
+        for file in files {
+            let h = SegmentHeader::decode(file, Path::new("seed")).unwrap();
+            input.extend_from_slice(&((h.first_seq.0 - prev_first) as u32).to_le_bytes());
+            input.extend_from_slice(&h.salt.0.to_le_bytes());
+            input.extend_from_slice(&((file.len() - SEGMENT_HEADER_LEN) as u32).to_le_bytes());
+            prev_first = h.first_seq.0;
+        }
+        for file in files {
+            input.extend_from_slice(&file[SEGMENT_HEADER_LEN..]);
+        }
+        input
     };
-    let valid = make_log(12, 3, true);
-    let unsynced = make_log(6, 0, false);
+    let raw = |file: &[u8]| [&[RAW][..], file].concat();
+    let valid = make_log(12, 3, true, 64 << 20).remove(0);
+    let unsynced = make_log(6, 0, false, 64 << 20).remove(0);
+    let three: Vec<_> = make_log(400, 7, true, 4096).into_iter().take(3).collect();
+    assert_eq!(three.len(), 3);
     let mut flipped = valid.clone();
     flipped[60] ^= 0x20;
-    let mut two = valid.clone();
-    two.extend_from_slice(&valid);
+    let mut three_torn = three.clone();
+    let cut = three_torn[2].len() - 9;
+    three_torn[2].truncate(cut);
+    let mut three_flipped = three.clone();
+    three_flipped[1][SEGMENT_HEADER_LEN + 30] ^= 0x04;
     let seeds: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
-        ("one-valid-segment", with_count(0, &valid)),
-        ("unsynced-segment", with_count(0, &unsynced)),
+        (
+            "one-valid-segment",
+            structured(std::slice::from_ref(&valid)),
+        ),
+        ("unsynced-segment", structured(&[unsynced])),
         (
             "truncated-mid-record",
-            with_count(0, &valid[..valid.len() - 7]),
+            structured(&[valid[..valid.len() - 7].to_vec()]),
         ),
-        ("truncated-header", with_count(0, &valid[..20])),
-        ("bit-flip", with_count(0, &flipped)),
-        ("two-identical-segments", with_count(1, &two)),
+        ("bit-flip", structured(&[flipped])),
+        ("three-segments", structured(&three)),
+        ("three-segments-torn-last", structured(&three_torn)),
+        ("three-segments-damaged-middle", structured(&three_flipped)),
+        (
+            "two-identical-segments",
+            structured(&[valid.clone(), valid.clone()]),
+        ),
         (
             "zeros-after-valid",
-            with_count(0, &[valid.clone(), vec![0; 64]].concat()),
+            structured(&[[valid.clone(), vec![0; 64]].concat()]),
         ),
         (
             "garbage",
             (0..200u32).map(|i| (i * 7919 % 251) as u8).collect(),
         ),
-        ("header-only", with_count(0, &valid[..36])),
+        ("raw-valid-segment", raw(&valid)),
+        ("raw-header-only", raw(&valid[..SEGMENT_HEADER_LEN])),
+        ("raw-truncated-header", raw(&valid[..20])),
+        ("raw-zero-header", raw(&[0; SEGMENT_HEADER_LEN])),
     ];
     for (name, bytes) in seeds {
         std::fs::write(out.join(name), bytes).unwrap();

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{dir, open, options, payload};
+use strata_wal::segment::SEGMENT_HEADER_LEN;
 use strata_wal::{Commit, Error, FaultFs, Fs, RecoveryMode};
 
 /// A log of two sealed segments and an active one, closed cleanly. Returns the files
@@ -126,7 +127,7 @@ fn salvage_mode_skips_damage_and_keeps_the_rest() {
         let mut bytes = bytes.clone();
         if i == 0 {
             // Damage the payload of the first record of the first segment.
-            bytes[36 + 20] ^= 0x40;
+            bytes[SEGMENT_HEADER_LEN + 20] ^= 0x40;
         }
         let f = shared.create(path).unwrap();
         f.append(&bytes).unwrap();
@@ -138,12 +139,26 @@ fn salvage_mode_skips_damage_and_keeps_the_rest() {
         .is_corruption());
     let mut opts = options(4096);
     opts.recovery_mode = RecoveryMode::Salvage;
-    let (_, replayed, summary) = open(&shared, &dir(), opts).unwrap();
+    let (wal, replayed, summary) = open(&shared, &dir(), opts.clone()).unwrap();
     assert_eq!(summary.skipped_regions, 1);
     assert_eq!(replayed.len(), records.len() - 1);
     for (r, expected) in replayed.iter().zip(&records[1..]) {
         assert_eq!(&r.payload, expected);
     }
+    // Salvage does not repair: the damage stays, and a strict open still reports it
+    // until the damaged segment is removed.
+    wal.append(b"after salvage", 1, Commit::Sync).unwrap();
+    drop(wal);
+    assert!(open(&shared, &dir(), options(4096))
+        .unwrap_err()
+        .is_corruption());
+    let (wal, replayed, _) = open(&shared, &dir(), opts).unwrap();
+    assert_eq!(replayed.last().unwrap().payload, b"after salvage");
+    let second_first_seq = wal.segments()[1].1;
+    assert_eq!(wal.remove_segments_before(second_first_seq).unwrap(), 1);
+    drop(wal);
+    let (_, replayed, _) = open(&shared, &dir(), options(4096)).unwrap();
+    assert_eq!(replayed.last().unwrap().payload, b"after salvage");
 }
 
 #[test]

@@ -494,6 +494,15 @@ impl FaultFs {
         state.powered_off = false;
     }
 
+    /// Simulates power loss in `mode` and stays down: every later operation fails until
+    /// [`FaultFs::restart`]. Lets a test drop a database that was running when the power
+    /// went without its shutdown writing anything to the post-crash disk.
+    pub fn power_off(&self, mode: CrashMode) {
+        let mut state = self.state.lock();
+        state.crash(mode);
+        state.powered_off = true;
+    }
+
     /// Powers the file system back on after a [`FaultKind::Crash`] fault fired, with the
     /// state the crash left. Does nothing if it is not down.
     pub fn restart(&self) {

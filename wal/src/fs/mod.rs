@@ -96,6 +96,10 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
 
 /// An open file. All methods take `&self`: appends are serialized by the caller (one
 /// writer per file), while reads and syncs may run concurrently with them.
+///
+/// At most one handle per file may append. [`StdFs`] keeps the append position in the
+/// handle (the file's length when it was opened, plus its own appends and truncations),
+/// so appends through two handles of one file overwrite each other's bytes.
 pub trait FsFile: Send + Sync + fmt::Debug {
     /// The path this file was opened with.
     fn path(&self) -> &Path;
@@ -120,7 +124,9 @@ pub trait FsFile: Send + Sync + fmt::Debug {
     /// I/O errors from the platform, or `UnexpectedEof`.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 
-    /// Appends `data` at the end of the file. Not durable until [`FsFile::sync_data`].
+    /// Appends `data` at the end of the file as this handle knows it (see the trait
+    /// documentation: one appending handle per file). Not durable until
+    /// [`FsFile::sync_data`].
     ///
     /// # Errors
     /// I/O errors from the platform (a failed append may have written a prefix).

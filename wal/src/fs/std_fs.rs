@@ -1,7 +1,10 @@
 //! [`StdFs`]: the real file system through `std`, portable to Unix and Windows.
 //!
 //! Positional reads and writes use the platform's `FileExt`; appends keep their own
-//! position so that reads and syncs can run on the same handle at the same time.
+//! position so that reads and syncs can run on the same handle at the same time. That
+//! position belongs to the handle (set from the file's length by `open`, to 0 by
+//! `create`), so only one handle per file may append: a second one would write over
+//! the first one's bytes instead of after them.
 //! Directory sync opens the directory and calls `sync_all` on Unix and is a no-op on
 //! Windows, where directory entries are durable with the file's metadata.
 

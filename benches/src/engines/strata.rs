@@ -1,0 +1,210 @@
+//! The Strata adapter: `--engine=strata` drives one keyspace, `bench`, of a
+//! [`strata::Db`] opened on the database directory.
+//!
+//! Mapping of the benchmark options:
+//! - `--sync` / `--disable_wal` set the keyspace's durability (`Sync` / `Bypass`,
+//!   else `Buffered`); a write that asks for another level (`fillsync`) overrides it
+//!   with [`WriteOptions`]. Deletes use the keyspace's durability.
+//! - `--compression` sets the keyspace's block compression; `--cache_size` the block
+//!   cache.
+//! - `--compaction_style` and `--value_threshold` are not options of this engine build
+//!   yet: a non-default value prints a warning on stderr and has no effect.
+//! - Reads lend the engine's [`Bytes`] to the visitor without a copy; scans are one
+//!   cursor each.
+
+use std::sync::Arc;
+
+use strata::{
+    Bytes, Compression, Db, Durability, Keyspace, KeyspaceOptions, Options, WriteBatch,
+    WriteOptions,
+};
+
+use super::{warn_unsupported, Supported};
+use crate::engine::{self as bench, Batch, BenchEngine, Direction, EngineConfig, EngineError};
+
+/// Name of the keyspace the benchmarks use.
+pub const KEYSPACE: &str = "bench";
+
+/// What this engine build honours (see the module docs).
+const SUPPORTED: Supported = Supported {
+    compression: true,
+    compaction_style: false,
+    value_threshold: false,
+};
+
+/// A Strata database and the keyspace the benchmarks run in.
+pub struct StrataEngine {
+    db: Db,
+    ks: Keyspace,
+    /// The keyspace's durability, which plain `put`s get without an override.
+    durability: Durability,
+}
+
+fn err(e: strata::Error) -> EngineError {
+    EngineError::new(e.to_string())
+}
+
+fn durability(d: bench::Durability) -> Durability {
+    match d {
+        bench::Durability::Sync => Durability::Sync,
+        bench::Durability::Buffered => Durability::Buffered,
+        bench::Durability::Bypass => Durability::Bypass,
+    }
+}
+
+fn compression(c: bench::Compression) -> Compression {
+    match c {
+        bench::Compression::None => Compression::None,
+        bench::Compression::Zstd => Compression::Zstd,
+    }
+}
+
+/// Opens Strata on `config.path` (an empty directory unless `config.use_existing_db`).
+///
+/// # Errors
+/// Strata's open error.
+pub fn open(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError> {
+    warn_unsupported("strata", config, SUPPORTED);
+    let options = Options {
+        block_cache_bytes: config.cache_bytes,
+        ..Options::default()
+    };
+    let db = Db::open(&config.path, options).map_err(err)?;
+    let keyspace_durability = durability(config.durability);
+    let ks = db
+        .keyspace_or_create(
+            KEYSPACE,
+            KeyspaceOptions {
+                durability: keyspace_durability,
+                compression: compression(config.compression),
+                ..KeyspaceOptions::default()
+            },
+        )
+        .map_err(err)?;
+    Ok(Arc::new(StrataEngine {
+        db,
+        ks,
+        durability: keyspace_durability,
+    }))
+}
+
+impl BenchEngine for StrataEngine {
+    fn name(&self) -> &str {
+        "strata"
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], d: bench::Durability) -> Result<(), EngineError> {
+        let d = durability(d);
+        if d == self.durability {
+            self.ks.put(key, value)
+        } else {
+            self.ks.put_opt(
+                key,
+                value,
+                &WriteOptions {
+                    durability: Some(d),
+                },
+            )
+        }
+        .map_err(err)
+    }
+
+    fn write_batch(&self, batch: &Batch, d: bench::Durability) -> Result<(), EngineError> {
+        let mut b = WriteBatch::new();
+        for (key, value) in batch.iter() {
+            b.put(&self.ks, key, value);
+        }
+        self.db
+            .write_opt(
+                b,
+                &WriteOptions {
+                    durability: Some(durability(d)),
+                },
+            )
+            .map_err(err)
+    }
+
+    fn get(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool, EngineError> {
+        let value: Option<Bytes> = self.ks.get(key).map_err(err)?;
+        match value {
+            Some(v) => {
+                visit(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), EngineError> {
+        self.ks.delete(key).map_err(err)
+    }
+
+    fn scan(
+        &self,
+        direction: Direction,
+        from: Option<&[u8]>,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<usize, EngineError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut c = self.ks.cursor();
+        match (direction, from) {
+            (Direction::Forward, None) => c.seek_to_first().map_err(err)?,
+            (Direction::Forward, Some(k)) => c.seek(k).map_err(err)?,
+            (Direction::Reverse, None) => c.seek_to_last().map_err(err)?,
+            (Direction::Reverse, Some(k)) => {
+                // The last key <= k: seek to the first key >= k, then step back if it
+                // is past k (or to the last key if everything is before k).
+                c.seek(k).map_err(err)?;
+                if !c.valid() {
+                    c.seek_to_last().map_err(err)?;
+                } else if c.key() > k {
+                    c.prev().map_err(err)?;
+                }
+            }
+        }
+        let mut n = 0;
+        while c.valid() {
+            visit(c.key(), c.value());
+            n += 1;
+            if n == limit {
+                break;
+            }
+            match direction {
+                Direction::Forward => c.next().map_err(err)?,
+                Direction::Reverse => c.prev().map_err(err)?,
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        self.ks.flush().map_err(err)
+    }
+
+    fn compact(&self) -> Result<(), EngineError> {
+        self.ks.compact().map_err(err)
+    }
+
+    fn stats_line(&self) -> Option<String> {
+        Some(self.db.stats().summary_line())
+    }
+
+    fn stats_text(&self) -> Option<String> {
+        let stats = self.db.stats();
+        let line = stats.summary_line();
+        let text = stats.to_string();
+        // The readable form may start with the summary line, already printed.
+        let rest = text
+            .strip_prefix(line.as_str())
+            .unwrap_or(&text)
+            .trim_start_matches('\n');
+        Some(rest.to_string())
+    }
+
+    fn close(&self) -> Result<(), EngineError> {
+        self.db.close().map_err(err)
+    }
+}

@@ -1,0 +1,1535 @@
+//! The database: open and recovery, keyspaces, the write path and the read path.
+//!
+//! Write path: a write is encoded once as a WAL record; its sequence numbers are drawn
+//! (and registered with the [`Publisher`]) under the WAL's queue lock, so log order is
+//! sequence order; the WAL acknowledges it (`Buffered`: in the OS; `Sync`: fsynced,
+//! group commit); then each entry goes into the memtable that owns its sequence number,
+//! and the publisher makes the write visible to readers once every earlier sequence
+//! number is applied too. Readers take the published sequence number as their snapshot.
+//!
+//! Read path: the keyspace's *view* (active memtable, sealed memtables, version of
+//! tables) is one `Arc` swapped atomically by flushes and compactions; a read clones it
+//! and searches newest data first, stopping at the first version visible to its
+//! snapshot.
+//!
+//! Recovery: lock the directory, load the manifest, open every table, delete files the
+//! manifest does not know, write a fresh manifest, and replay the WAL from the oldest
+//! unflushed sequence number into memtables. See `docs/architecture.md`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_wal::{Commit, FileLock, Fs, SeqCounter, SeqNo, StdFs, Wal, WalOptions};
+
+use crate::batch::{decode_entries, encode_entries, BatchOp, WriteBatch};
+use crate::cache::BlockCache;
+use crate::db_iter::{prefix_successor, Cursor, Iter};
+use crate::error::{Error, Result};
+use crate::ids::{KeyspaceId, TableId};
+use crate::iter::InternalIterator;
+use crate::key::{ValueKind, MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::manifest::{
+    decode_current, manifest_file_name, read_manifest, KeyspaceRecord, ManifestState,
+    ManifestWriter, VersionEdit, CURRENT,
+};
+use crate::memtable::Memtable;
+use crate::merge::MergingIterator;
+use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
+use crate::snapshot::{SnapshotGuard, SnapshotList};
+use crate::table::Table;
+use crate::version::{covered_by_prefix_tombstone, TableHandle, Version};
+
+/// Name of the keyspace every database has.
+pub const DEFAULT_KEYSPACE: &str = "default";
+/// Subdirectory holding the WAL segments.
+pub const WAL_DIR: &str = "wal";
+/// Name of the lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The file name of table `id`.
+pub fn table_file_name(id: TableId) -> String {
+    format!("{:06}.sst", id.0)
+}
+
+fn parse_table_file_name(name: &str) -> Option<TableId> {
+    let digits = name.strip_suffix(".sst")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok().map(TableId))
+        .flatten()
+}
+
+/// Publishes sequence numbers to readers in order.
+///
+/// Every reservation is recorded (in sequence order, under the WAL's lock or the
+/// publisher's own); `complete` marks it applied; the visible sequence number advances
+/// over the completed prefix only, so a reader never sees a later write without every
+/// earlier one.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    inflight: Mutex<VecDeque<(u64, u64, bool)>>,
+    visible: AtomicU64,
+    advanced: Condvar,
+}
+
+impl Publisher {
+    fn new(visible: SeqNo) -> Self {
+        Publisher {
+            inflight: Mutex::new(VecDeque::new()),
+            visible: AtomicU64::new(visible.0),
+            advanced: Condvar::new(),
+        }
+    }
+
+    /// Reserves `count` sequence numbers from `counter` and records them in flight.
+    pub(crate) fn reserve(&self, counter: &SeqCounter, count: u64) -> SeqNo {
+        let mut inflight = self.inflight.lock();
+        let first = counter.reserve(count);
+        inflight.push_back((first.0, first.0 + count - 1, false));
+        first
+    }
+
+    /// Marks the reservation starting at `first` applied.
+    pub(crate) fn complete(&self, first: SeqNo) {
+        let mut inflight = self.inflight.lock();
+        let idx = inflight.partition_point(|(f, _, _)| *f < first.0);
+        if let Some(entry) = inflight.get_mut(idx) {
+            entry.2 = true;
+        }
+        let mut advanced = false;
+        while let Some(&(_, last, true)) = inflight.front() {
+            self.visible.store(last, Ordering::SeqCst);
+            inflight.pop_front();
+            advanced = true;
+        }
+        if advanced {
+            self.advanced.notify_all();
+        }
+    }
+
+    /// The newest sequence number whose write (and every earlier one) is applied.
+    pub(crate) fn visible(&self) -> SeqNo {
+        SeqNo(self.visible.load(Ordering::SeqCst))
+    }
+
+    /// Waits until `seq` is visible.
+    pub(crate) fn wait_visible(&self, seq: SeqNo) {
+        if self.visible() >= seq {
+            return;
+        }
+        let mut inflight = self.inflight.lock();
+        while self.visible() < seq {
+            self.advanced.wait(&mut inflight);
+        }
+    }
+}
+
+/// A memtable no longer written to by new sequence numbers, waiting for flush.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedMemtable {
+    pub memtable: Arc<Memtable>,
+    /// First sequence number this memtable owns.
+    pub first: SeqNo,
+    /// First sequence number it does not own (the next memtable's `first`).
+    pub end: SeqNo,
+}
+
+/// What a read of one keyspace sees: memtables and tables, swapped as one.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub active: Arc<Memtable>,
+    /// First sequence number the active memtable owns.
+    pub active_first: SeqNo,
+    /// Sealed memtables, newest first.
+    pub sealed: Vec<SealedMemtable>,
+    pub version: Arc<Version>,
+}
+
+impl View {
+    /// The memtable owning sequence number `seq`.
+    fn memtable_for(&self, seq: SeqNo) -> &Arc<Memtable> {
+        if seq >= self.active_first {
+            return &self.active;
+        }
+        self.sealed
+            .iter()
+            .find(|s| s.first <= seq && seq < s.end)
+            .map_or(&self.active, |s| &s.memtable)
+    }
+
+    fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
+        std::iter::once(&self.active).chain(self.sealed.iter().map(|s| &s.memtable))
+    }
+
+    /// Every prefix tombstone this view knows: the manifest's and the memtables'.
+    pub(crate) fn prefix_tombstones(&self) -> Vec<(Vec<u8>, SeqNo)> {
+        let mut all: Vec<(Vec<u8>, SeqNo)> = self.version.prefix_tombstones.as_ref().clone();
+        for m in self.memtables() {
+            if m.has_prefix_tombstones() {
+                all.extend(m.prefix_tombstones());
+            }
+        }
+        all
+    }
+}
+
+/// Background-work flags of one keyspace.
+#[derive(Debug, Default)]
+pub(crate) struct KeyspaceWork {
+    pub flushing: bool,
+    pub compacting: bool,
+    /// Per level, the largest user key compacted last (round robin).
+    pub compact_pointer: Vec<Vec<u8>>,
+}
+
+/// Counters of one keyspace.
+#[derive(Debug, Default)]
+pub(crate) struct KeyspaceCounters {
+    pub user_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_read_bytes: AtomicU64,
+    pub compaction_write_bytes: AtomicU64,
+    pub stall_micros: AtomicU64,
+    pub slowdowns: AtomicU64,
+    pub stops: AtomicU64,
+}
+
+/// One keyspace's live state.
+#[derive(Debug)]
+pub(crate) struct KeyspaceInner {
+    pub id: KeyspaceId,
+    pub name: String,
+    pub options: KeyspaceOptions,
+    pub view: RwLock<Arc<View>>,
+    pub work: Mutex<KeyspaceWork>,
+    pub dropped: AtomicBool,
+    pub next_memtable_id: AtomicU64,
+    pub counters: KeyspaceCounters,
+}
+
+impl KeyspaceInner {
+    fn new(
+        id: KeyspaceId,
+        name: String,
+        options: KeyspaceOptions,
+        version: Version,
+        first: SeqNo,
+    ) -> Self {
+        KeyspaceInner {
+            id,
+            name,
+            options,
+            view: RwLock::new(Arc::new(View {
+                active: Arc::new(Memtable::new(1)),
+                active_first: first,
+                sealed: Vec::new(),
+                version: Arc::new(version),
+            })),
+            work: Mutex::new(KeyspaceWork::default()),
+            dropped: AtomicBool::new(false),
+            next_memtable_id: AtomicU64::new(2),
+            counters: KeyspaceCounters::default(),
+        }
+    }
+
+    pub(crate) fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read())
+    }
+}
+
+/// Keyspaces by id and by name.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    pub by_id: HashMap<KeyspaceId, Arc<KeyspaceInner>>,
+    pub by_name: HashMap<String, KeyspaceId>,
+}
+
+/// The manifest writer and the state it describes; changed only under this lock.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    pub manifest: ManifestWriter,
+    pub state: ManifestState,
+}
+
+/// Work for the background threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Job {
+    Flush(KeyspaceId),
+    Compact(KeyspaceId),
+    Stop,
+}
+
+/// Database-wide counters.
+#[derive(Debug, Default)]
+pub(crate) struct DbCounters {
+    pub writes: AtomicU64,
+    pub background_errors: AtomicU64,
+}
+
+/// Everything behind a [`Db`] handle.
+pub(crate) struct DbInner {
+    pub path: PathBuf,
+    pub fs: Arc<dyn Fs>,
+    pub options: Options,
+    pub wal: Wal,
+    pub seq: Arc<SeqCounter>,
+    pub publisher: Publisher,
+    pub cache: Arc<BlockCache>,
+    pub catalog: RwLock<Catalog>,
+    pub meta: Mutex<Meta>,
+    pub next_file: AtomicU64,
+    pub snapshots: Arc<SnapshotList>,
+    pub jobs: crossbeam_channel::Sender<Job>,
+    jobs_rx: crossbeam_channel::Receiver<Job>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    poisoned: Mutex<Option<String>>,
+    closed: AtomicBool,
+    lock: Mutex<Option<Box<dyn FileLock>>>,
+    /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
+    pub progress: (Mutex<()>, Condvar),
+    pub counters: DbCounters,
+}
+
+impl std::fmt::Debug for DbInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbInner")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes the database when the last user handle goes away.
+#[derive(Debug)]
+pub(crate) struct DbHandle {
+    pub inner: Arc<DbInner>,
+}
+
+impl Drop for DbHandle {
+    fn drop(&mut self) {
+        let _ = self.inner.close();
+    }
+}
+
+/// An open database. Cheap to clone; all methods take `&self`; `Send + Sync`.
+/// Dropping the last handle (and every [`Keyspace`] and [`Snapshot`]) closes it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) handle: Arc<DbHandle>,
+}
+
+/// A handle to one keyspace. Cheap to clone; keeps the database open.
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    pub(crate) db: Arc<DbHandle>,
+    pub(crate) ks: Arc<KeyspaceInner>,
+}
+
+/// A consistent point-in-time view of the whole database, across keyspaces. Versions
+/// it can see are kept by compaction until it is dropped.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) db: Arc<DbHandle>,
+    pub(crate) guard: SnapshotGuard,
+}
+
+/// One write request, borrowed from the caller.
+struct WriteReq<'a> {
+    op: BatchOp,
+    ks: &'a Arc<KeyspaceInner>,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+impl Db {
+    /// Opens (creating if allowed) the database in directory `path` on the real file
+    /// system.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if open elsewhere, [`Error::Corruption`] for damage found
+    /// during recovery, [`Error::InvalidArgument`] for bad options, I/O errors.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        Db::open_with_fs(path, options, Arc::new(StdFs::new()))
+    }
+
+    /// Opens the database through `fs` (a [`strata_wal::FaultFs`] in tests).
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open_with_fs(path: impl AsRef<Path>, options: Options, fs: Arc<dyn Fs>) -> Result<Db> {
+        let inner = DbInner::open(path.as_ref(), options, fs)?;
+        Ok(Db {
+            handle: Arc::new(DbHandle { inner }),
+        })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<DbInner> {
+        &self.handle.inner
+    }
+
+    /// The keyspace named `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyspace`].
+    pub fn keyspace(&self, name: &str) -> Result<Keyspace> {
+        let ks = self.inner().keyspace_by_name(name)?;
+        Ok(Keyspace {
+            db: Arc::clone(&self.handle),
+            ks,
+        })
+    }
+
+    /// The `default` keyspace, which every database has.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyspace`] only if it was dropped.
+    pub fn default_keyspace(&self) -> Result<Keyspace> {
+        self.keyspace(DEFAULT_KEYSPACE)
+    }
+
+    /// Creates keyspace `name` with `options`; durable when this returns.
+    ///
+    /// # Errors
+    /// [`Error::KeyspaceExists`], [`Error::InvalidArgument`] for a bad name or
+    /// options, I/O errors writing the manifest.
+    pub fn create_keyspace(&self, name: &str, options: KeyspaceOptions) -> Result<Keyspace> {
+        let ks = self.inner().create_keyspace(name, options)?;
+        Ok(Keyspace {
+            db: Arc::clone(&self.handle),
+            ks,
+        })
+    }
+
+    /// The keyspace `name`, created with `options` if it does not exist. An existing
+    /// keyspace keeps the options it was created with.
+    ///
+    /// # Errors
+    /// As [`Db::create_keyspace`].
+    pub fn keyspace_or_create(&self, name: &str, options: KeyspaceOptions) -> Result<Keyspace> {
+        match self.keyspace(name) {
+            Ok(ks) => Ok(ks),
+            Err(Error::UnknownKeyspace(_)) => match self.create_keyspace(name, options) {
+                Err(Error::KeyspaceExists(_)) => self.keyspace(name),
+                other => other,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of every keyspace, sorted.
+    pub fn list_keyspaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner()
+            .catalog
+            .read()
+            .by_name
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Drops keyspace `name` and every key in it; durable when this returns. Handles
+    /// to it return [`Error::UnknownKeyspace`] afterwards.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyspace`], I/O errors writing the manifest.
+    pub fn drop_keyspace(&self, name: &str) -> Result<()> {
+        self.inner().drop_keyspace(name)
+    }
+
+    /// Applies `batch` atomically with each keyspace's default durability (the
+    /// strongest among the keyspaces it touches).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for oversized keys or values,
+    /// [`Error::UnknownKeyspace`] if a keyspace was dropped, [`Error::Poisoned`] after an
+    /// I/O failure, [`Error::Closed`].
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_opt(batch, &WriteOptions::default())
+    }
+
+    /// Applies `batch` atomically with `options`.
+    ///
+    /// # Errors
+    /// As [`Db::write`].
+    pub fn write_opt(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
+        batch.check()?;
+        let inner = self.inner();
+        let resolved: Vec<Arc<KeyspaceInner>> = {
+            let catalog = inner.catalog.read();
+            batch
+                .entries
+                .iter()
+                .map(|e| {
+                    catalog
+                        .by_id
+                        .get(&e.keyspace)
+                        .cloned()
+                        .ok_or_else(|| Error::UnknownKeyspace(format!("(id {})", e.keyspace)))
+                })
+                .collect::<Result<_>>()?
+        };
+        let reqs: Vec<WriteReq<'_>> = batch
+            .entries
+            .iter()
+            .zip(&resolved)
+            .map(|(e, ks)| WriteReq {
+                op: e.op,
+                ks,
+                key: &e.key,
+                value: &e.value,
+            })
+            .collect();
+        inner.write(&reqs, options)
+    }
+
+    /// A snapshot of the whole database as of now.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner();
+        Snapshot {
+            db: Arc::clone(&self.handle),
+            guard: inner.snapshots.pin(inner.publisher.visible()),
+        }
+    }
+
+    /// The sequence number of the newest visible write.
+    pub fn latest_seqno(&self) -> SeqNo {
+        self.inner().publisher.visible()
+    }
+
+    /// Flushes every keyspace's memtables to tables and waits until done.
+    ///
+    /// # Errors
+    /// I/O errors from the flush; [`Error::Closed`].
+    pub fn flush(&self) -> Result<()> {
+        let all: Vec<Arc<KeyspaceInner>> = self
+            .inner()
+            .catalog
+            .read()
+            .by_id
+            .values()
+            .cloned()
+            .collect();
+        for ks in all {
+            self.inner().flush_keyspace(&ks)?;
+        }
+        Ok(())
+    }
+
+    /// Runs every due flush and compaction to completion (in the calling thread when
+    /// no background thread is on it) and returns once none is left: the tree is then
+    /// within its level targets. Useful before measuring, and in tests.
+    ///
+    /// # Errors
+    /// I/O or corruption errors from the work; [`Error::Closed`].
+    pub fn wait_for_background_work(&self) -> Result<()> {
+        let inner = self.inner();
+        loop {
+            inner.check_writable()?;
+            let all: Vec<Arc<KeyspaceInner>> =
+                inner.catalog.read().by_id.values().cloned().collect();
+            let mut busy = false;
+            for ks in &all {
+                while crate::background::flush_oldest(inner, ks)? {}
+                while crate::background::compact_once(inner, ks)? {}
+                let work = ks.work.lock();
+                busy |= work.flushing || work.compacting || !ks.view().sealed.is_empty();
+                drop(work);
+                busy |= crate::background::compaction_due(ks);
+            }
+            if !busy {
+                return Ok(());
+            }
+            let (lock, cond) = &inner.progress;
+            let mut g = lock.lock();
+            cond.wait_for(&mut g, std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Makes every acknowledged write durable (fsyncs the WAL).
+    ///
+    /// # Errors
+    /// The fsync's error (which poisons the database).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.inner().wal.sync().map_err(Error::from)
+    }
+
+    /// Statistics for tuning; see [`crate::Stats`].
+    pub fn stats(&self) -> crate::stats::Stats {
+        crate::stats::collect(self.inner())
+    }
+
+    /// The directory the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner().path
+    }
+
+    /// Stops background work, syncs the WAL and releases the directory lock. Later
+    /// calls on any handle return [`Error::Closed`]. Dropping the last handle does
+    /// the same.
+    ///
+    /// # Errors
+    /// The final WAL sync's error.
+    pub fn close(&self) -> Result<()> {
+        self.inner().close()
+    }
+}
+
+impl DbInner {
+    fn open(path: &Path, options: Options, fs: Arc<dyn Fs>) -> Result<Arc<DbInner>> {
+        options.validate()?;
+        if !fs.exists(path)? {
+            if !options.create_if_missing {
+                return Err(Error::InvalidArgument(format!(
+                    "{} does not exist and create_if_missing is false",
+                    path.display()
+                )));
+            }
+            fs.create_dir_all(path)?;
+        }
+        let lock = fs.lock(&path.join(LOCK_FILE))?;
+        let names = fs.list(path)?;
+        let current_path = path.join(CURRENT);
+        let (mut state, previous_manifest) = if names.iter().any(|n| n == CURRENT) {
+            let bytes = fs.open(&current_path)?.read_all()?;
+            let number = decode_current(&bytes, &current_path)?;
+            let manifest_path = path.join(manifest_file_name(number));
+            if !fs.exists(&manifest_path)? {
+                return Err(Error::corruption(
+                    &manifest_path,
+                    0,
+                    "the manifest named by CURRENT is missing",
+                ));
+            }
+            let (state, _) = read_manifest(fs.as_ref(), &manifest_path, number)?;
+            (state, Some(number))
+        } else {
+            if names.iter().any(|n| parse_table_file_name(n).is_some()) {
+                return Err(Error::corruption(
+                    &current_path,
+                    0,
+                    "CURRENT is missing but table files exist; restore CURRENT or the database",
+                ));
+            }
+            if !options.create_if_missing {
+                return Err(Error::InvalidArgument(format!(
+                    "no database in {} and create_if_missing is false",
+                    path.display()
+                )));
+            }
+            let mut state = ManifestState {
+                next_file_number: 1,
+                next_keyspace_id: 1,
+                ..ManifestState::default()
+            };
+            let edit = VersionEdit {
+                created_keyspaces: vec![KeyspaceRecord {
+                    id: KeyspaceId(0),
+                    name: DEFAULT_KEYSPACE.to_string(),
+                    options: KeyspaceOptions::default().encode(),
+                }],
+                ..VersionEdit::default()
+            };
+            state.apply(&edit).map_err(|e| Error::InvalidArgument(e))?;
+            (state, None)
+        };
+
+        let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+        // Open every table the manifest lists.
+        let mut keyspaces = Vec::new();
+        let mut live_tables = std::collections::HashSet::new();
+        for (id, ks_state) in &state.keyspaces {
+            let record = ks_state.record.as_ref().ok_or_else(|| {
+                Error::corruption(
+                    path.join(manifest_file_name(previous_manifest.unwrap_or(0))),
+                    0,
+                    format!("keyspace {id} has no name"),
+                )
+            })?;
+            let ks_options = KeyspaceOptions::decode(&record.options).ok_or_else(|| {
+                Error::corruption(
+                    path.join(manifest_file_name(previous_manifest.unwrap_or(0))),
+                    0,
+                    format!("options of keyspace {:?} do not decode", record.name),
+                )
+            })?;
+            let mut handles = Vec::new();
+            for meta in ks_state.tables.values() {
+                let table_path = path.join(table_file_name(meta.id));
+                if !fs.exists(&table_path)? {
+                    return Err(Error::corruption(
+                        &table_path,
+                        0,
+                        "table listed in the manifest is missing",
+                    ));
+                }
+                let file = fs.open(&table_path)?;
+                let table = Table::open(file, meta.id, Some(Arc::clone(&cache)), options.use_mmap)?;
+                live_tables.insert(meta.id);
+                handles.push(Arc::new(TableHandle::new(
+                    meta.clone(),
+                    table,
+                    Arc::clone(&fs),
+                    table_path,
+                )));
+            }
+            let mut version = Version::empty().apply(&[], &handles);
+            version.prefix_tombstones = Arc::new(ks_state.prefix_tombstones.clone());
+            keyspaces.push(Arc::new(KeyspaceInner::new(
+                *id,
+                record.name.clone(),
+                ks_options,
+                version,
+                ks_state.flushed_seq.plus(1),
+            )));
+        }
+        // Remove files the manifest does not know: tables of unfinished flushes or
+        // compactions, old manifests, a half-written CURRENT.tmp.
+        for name in &names {
+            let orphan = match parse_table_file_name(name) {
+                Some(id) => !live_tables.contains(&id),
+                None => {
+                    (name.starts_with("MANIFEST-")
+                        && Some(name.as_str())
+                            != previous_manifest.map(manifest_file_name).as_deref())
+                        || name == "CURRENT.tmp"
+                }
+            };
+            if orphan {
+                fs.remove(&path.join(name))?;
+            }
+        }
+        // A fresh manifest: one snapshot edit, installed atomically.
+        let manifest_number = state.next_file_number;
+        state.next_file_number += 1;
+        let manifest = ManifestWriter::create(
+            Arc::clone(&fs),
+            path,
+            manifest_number,
+            &state,
+            previous_manifest,
+        )?;
+
+        // Replay the WAL from the oldest unflushed sequence number.
+        let seq = Arc::new(SeqCounter::new(state.last_seq.plus(1)));
+        let replay_from = state
+            .keyspaces
+            .values()
+            .map(|k| k.flushed_seq.plus(1))
+            .min()
+            .unwrap_or(SeqNo(1));
+        let by_id: HashMap<KeyspaceId, Arc<KeyspaceInner>> =
+            keyspaces.iter().map(|k| (k.id, Arc::clone(k))).collect();
+        let wal_dir = path.join(WAL_DIR);
+        let wal_options = WalOptions {
+            segment_bytes: options.wal_segment_bytes,
+            sync_interval: Some(options.wal_sync_interval),
+            recovery_mode: options.wal_recovery_mode,
+        };
+        let (wal, _summary) = Wal::open(
+            Arc::clone(&fs),
+            &wal_dir,
+            wal_options,
+            Arc::clone(&seq),
+            replay_from,
+            |record| {
+                let entries = decode_entries(&record.payload).ok_or_else(|| {
+                    strata_wal::Error::corruption(
+                        &wal_dir,
+                        record.seq.0,
+                        format!(
+                            "the write batch logged at sequence {} does not decode",
+                            record.seq
+                        ),
+                    )
+                })?;
+                if entries.len() != record.entries as usize {
+                    return Err(strata_wal::Error::corruption(
+                        &wal_dir,
+                        record.seq.0,
+                        "the write batch's entry count disagrees with its record",
+                    ));
+                }
+                for (i, e) in entries.iter().enumerate() {
+                    let entry_seq = record.seq.plus(i as u64);
+                    let Some(ks) = by_id.get(&e.keyspace) else {
+                        continue;
+                    };
+                    if entry_seq
+                        <= state
+                            .keyspaces
+                            .get(&e.keyspace)
+                            .map_or(SeqNo::MAX, |k| k.flushed_seq)
+                    {
+                        continue;
+                    }
+                    let view = ks.view();
+                    apply_entry(
+                        view.memtable_for(entry_seq),
+                        e.op,
+                        e.key,
+                        e.value,
+                        entry_seq,
+                    );
+                }
+                Ok(())
+            },
+        )?;
+        let visible = seq.peek_next().prev();
+        let next_file = state.next_file_number;
+        let (jobs, jobs_rx) = crossbeam_channel::unbounded();
+        let mut catalog = Catalog::default();
+        for ks in keyspaces {
+            catalog.by_name.insert(ks.name.clone(), ks.id);
+            catalog.by_id.insert(ks.id, ks);
+        }
+        let inner = Arc::new(DbInner {
+            path: path.to_path_buf(),
+            fs,
+            options,
+            wal,
+            seq,
+            publisher: Publisher::new(visible),
+            cache,
+            catalog: RwLock::new(catalog),
+            meta: Mutex::new(Meta { manifest, state }),
+            next_file: AtomicU64::new(next_file),
+            snapshots: Arc::new(SnapshotList::default()),
+            jobs,
+            jobs_rx,
+            workers: Mutex::new(Vec::new()),
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(Some(lock)),
+            progress: (Mutex::new(()), Condvar::new()),
+            counters: DbCounters::default(),
+        });
+        crate::background::start_workers(&inner)?;
+        let all: Vec<Arc<KeyspaceInner>> = inner.catalog.read().by_id.values().cloned().collect();
+        for ks in &all {
+            inner.maybe_switch_memtable(ks, false);
+            let _ = inner.jobs.send(Job::Compact(ks.id));
+        }
+        Ok(inner)
+    }
+
+    pub(crate) fn workers(&self) -> &Mutex<Vec<JoinHandle<()>>> {
+        &self.workers
+    }
+
+    pub(crate) fn jobs_rx(&self) -> &crossbeam_channel::Receiver<Job> {
+        &self.jobs_rx
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Fails if the database is closed or poisoned.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if let Some(cause) = &*self.poisoned.lock() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a failure that makes further writes unsafe.
+    pub(crate) fn poison(&self, cause: &Error) {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            *p = Some(cause.to_string());
+        }
+        drop(p);
+        let (lock, cond) = &self.progress;
+        let _g = lock.lock();
+        cond.notify_all();
+    }
+
+    /// Why writes are refused, if they are.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().clone()
+    }
+
+    pub(crate) fn keyspace_by_name(&self, name: &str) -> Result<Arc<KeyspaceInner>> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let catalog = self.catalog.read();
+        catalog
+            .by_name
+            .get(name)
+            .and_then(|id| catalog.by_id.get(id))
+            .cloned()
+            .ok_or_else(|| Error::UnknownKeyspace(name.to_string()))
+    }
+
+    fn create_keyspace(&self, name: &str, options: KeyspaceOptions) -> Result<Arc<KeyspaceInner>> {
+        self.check_writable()?;
+        options.validate()?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(Error::InvalidArgument(
+                "a keyspace name must be 1 to 255 bytes".into(),
+            ));
+        }
+        let mut meta = self.meta.lock();
+        if self.catalog.read().by_name.contains_key(name) {
+            return Err(Error::KeyspaceExists(name.to_string()));
+        }
+        let id = KeyspaceId(meta.state.next_keyspace_id);
+        let edit = VersionEdit {
+            next_keyspace_id: Some(id.0 + 1),
+            created_keyspaces: vec![KeyspaceRecord {
+                id,
+                name: name.to_string(),
+                options: options.encode(),
+            }],
+            // Nothing before now belongs to the new keyspace.
+            flushed_seqs: vec![(id, self.publisher.visible())],
+            ..VersionEdit::default()
+        };
+        meta.manifest
+            .append(&edit)
+            .inspect_err(|e| self.poison(e))?;
+        meta.state.apply(&edit).map_err(Error::InvalidArgument)?;
+        let first = self.publisher.visible().plus(1);
+        let ks = Arc::new(KeyspaceInner::new(
+            id,
+            name.to_string(),
+            options,
+            Version::empty(),
+            first,
+        ));
+        let mut catalog = self.catalog.write();
+        catalog.by_name.insert(name.to_string(), id);
+        catalog.by_id.insert(id, Arc::clone(&ks));
+        Ok(ks)
+    }
+
+    fn drop_keyspace(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let ks = self.keyspace_by_name(name)?;
+        let mut meta = self.meta.lock();
+        let edit = VersionEdit {
+            dropped_keyspaces: vec![ks.id],
+            ..VersionEdit::default()
+        };
+        meta.manifest
+            .append(&edit)
+            .inspect_err(|e| self.poison(e))?;
+        meta.manifest
+            .mark_durable()
+            .inspect_err(|e| self.poison(e))?;
+        meta.state.apply(&edit).map_err(Error::InvalidArgument)?;
+        ks.dropped.store(true, Ordering::SeqCst);
+        {
+            let mut catalog = self.catalog.write();
+            catalog.by_name.remove(name);
+            catalog.by_id.remove(&ks.id);
+        }
+        // Its tables go when the last reader lets go of them.
+        for t in ks.view().version.all_tables() {
+            t.mark_obsolete();
+        }
+        drop(meta);
+        self.release_wal()
+    }
+
+    /// The write path shared by every kind of write.
+    fn write(&self, reqs: &[WriteReq<'_>], options: &WriteOptions) -> Result<()> {
+        self.check_writable()?;
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let mut involved: Vec<&Arc<KeyspaceInner>> = Vec::with_capacity(1);
+        for r in reqs {
+            if !involved.iter().any(|k| Arc::ptr_eq(k, r.ks)) {
+                if r.ks.dropped.load(Ordering::SeqCst) {
+                    return Err(Error::UnknownKeyspace(r.ks.name.clone()));
+                }
+                involved.push(r.ks);
+            }
+        }
+        for ks in &involved {
+            self.maybe_stall(ks)?;
+        }
+        let durability = options.durability.unwrap_or_else(|| {
+            involved
+                .iter()
+                .map(|k| k.options.durability)
+                .fold(Durability::Buffered, Durability::max)
+        });
+        let commit = match durability {
+            Durability::Sync => Commit::Sync,
+            Durability::Buffered => Commit::Buffered,
+        };
+        let mut payload = Vec::with_capacity(
+            16 + reqs
+                .iter()
+                .map(|r| r.key.len() + r.value.len() + 8)
+                .sum::<usize>(),
+        );
+        encode_entries(
+            &mut payload,
+            reqs.iter().map(|r| (r.op, r.ks.id, r.key, r.value)),
+        );
+        let count = reqs.len() as u64;
+        let entries = u32::try_from(count)
+            .map_err(|_| Error::InvalidArgument("too many entries in one batch".into()))?;
+        let mut reserved = None;
+        let appended = self.wal.append_with(&payload, entries, commit, |n| {
+            let first = self.publisher.reserve(&self.seq, n);
+            reserved = Some(first);
+            first
+        });
+        let first = match appended {
+            Ok(first) => first,
+            Err(e) => {
+                if let Some(first) = reserved {
+                    // Nothing is applied; let later writes become visible.
+                    self.publisher.complete(first);
+                }
+                let e = Error::from(e);
+                if matches!(e, Error::Io { .. } | Error::Poisoned { .. }) {
+                    self.poison(&e);
+                }
+                return Err(e);
+            }
+        };
+        let mut user_bytes = 0;
+        for (i, r) in reqs.iter().enumerate() {
+            let seq = first.plus(i as u64);
+            let view = r.ks.view();
+            apply_entry(view.memtable_for(seq), r.op, r.key, r.value, seq);
+            user_bytes += (r.key.len() + r.value.len()) as u64;
+        }
+        self.publisher.complete(first);
+        self.publisher.wait_visible(first.plus(count - 1));
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        for ks in &involved {
+            ks.counters
+                .user_bytes
+                .fetch_add(user_bytes / involved.len() as u64, Ordering::Relaxed);
+            self.maybe_switch_memtable(ks, false);
+        }
+        Ok(())
+    }
+
+    /// Delays or stops a write while the keyspace has too much unflushed or
+    /// uncompacted data.
+    fn maybe_stall(&self, ks: &KeyspaceInner) -> Result<()> {
+        let mut slowed = false;
+        loop {
+            let view = ks.view();
+            let sealed = view.sealed.len();
+            let l0 = view.version.table_count(0);
+            let stop =
+                sealed >= ks.options.max_sealed_memtables || l0 >= ks.options.l0_stop_trigger;
+            if !stop {
+                if l0 >= ks.options.l0_slowdown_trigger && !slowed {
+                    let start = std::time::Instant::now();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    ks.counters.slowdowns.fetch_add(1, Ordering::Relaxed);
+                    ks.counters
+                        .stall_micros
+                        .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    slowed = true;
+                    continue;
+                }
+                return Ok(());
+            }
+            self.check_writable()?;
+            ks.counters.stops.fetch_add(1, Ordering::Relaxed);
+            let start = std::time::Instant::now();
+            // Make sure the work that unblocks us is queued, then wait for progress.
+            if sealed > 0 {
+                let _ = self.jobs.send(Job::Flush(ks.id));
+            }
+            if l0 >= ks.options.l0_compaction_trigger {
+                let _ = self.jobs.send(Job::Compact(ks.id));
+            }
+            let (lock, cond) = &self.progress;
+            let mut g = lock.lock();
+            cond.wait_for(&mut g, std::time::Duration::from_millis(50));
+            drop(g);
+            ks.counters
+                .stall_micros
+                .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Seals the active memtable when it is full (or when `force`d and not empty) and
+    /// queues its flush.
+    pub(crate) fn maybe_switch_memtable(&self, ks: &Arc<KeyspaceInner>, force: bool) -> bool {
+        {
+            let view = ks.view.read();
+            let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
+            if view.active.is_empty() || !(full || force) {
+                return false;
+            }
+        }
+        let mut view = ks.view.write();
+        let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
+        if view.active.is_empty() || !(full || force) {
+            return false;
+        }
+        // Every sequence number from here on belongs to the new memtable; those drawn
+        // before still go to the old one (see `View::memtable_for`).
+        let boundary = self.seq.peek_next();
+        let mut sealed = Vec::with_capacity(view.sealed.len() + 1);
+        sealed.push(SealedMemtable {
+            memtable: Arc::clone(&view.active),
+            first: view.active_first,
+            end: boundary,
+        });
+        sealed.extend(view.sealed.iter().cloned());
+        *view = Arc::new(View {
+            active: Arc::new(Memtable::new(
+                ks.next_memtable_id.fetch_add(1, Ordering::Relaxed),
+            )),
+            active_first: boundary,
+            sealed,
+            version: Arc::clone(&view.version),
+        });
+        drop(view);
+        let _ = self.jobs.send(Job::Flush(ks.id));
+        true
+    }
+
+    /// Seals and flushes every memtable of `ks`, waiting until they are in tables;
+    /// every write acknowledged before the call (in any keyspace) is durable after.
+    pub(crate) fn flush_keyspace(&self, ks: &Arc<KeyspaceInner>) -> Result<()> {
+        self.check_writable()?;
+        // Whatever else happens, every write acknowledged so far is durable after this.
+        self.wal.sync().inspect_err(|e| {
+            self.poison(&Error::Poisoned {
+                cause: e.to_string(),
+            })
+        })?;
+        self.maybe_switch_memtable(ks, true);
+        loop {
+            // Flush inline; a background flush of the same keyspace may be running,
+            // in which case wait for its progress.
+            match crate::background::flush_oldest(self, ks) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+            if ks.view().sealed.is_empty() {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let (lock, cond) = &self.progress;
+            let mut g = lock.lock();
+            cond.wait_for(&mut g, std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Deletes WAL segments no keyspace needs for recovery.
+    pub(crate) fn release_wal(&self) -> Result<()> {
+        let oldest_needed = {
+            let mut meta = self.meta.lock();
+            let needed = meta
+                .state
+                .keyspaces
+                .values()
+                .map(|k| k.flushed_seq.plus(1))
+                .min()
+                .unwrap_or_else(|| self.publisher.visible().plus(1));
+            // The edits that moved the flushed points must be declared durable first.
+            meta.manifest
+                .mark_durable()
+                .inspect_err(|e| self.poison(e))?;
+            needed
+        };
+        self.wal.remove_segments_before(oldest_needed)?;
+        Ok(())
+    }
+
+    /// Point lookup in `ks` at `snapshot`.
+    pub(crate) fn get(
+        &self,
+        ks: &KeyspaceInner,
+        key: &[u8],
+        snapshot: SeqNo,
+    ) -> Result<Option<Bytes>> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if ks.dropped.load(Ordering::SeqCst) {
+            return Err(Error::UnknownKeyspace(ks.name.clone()));
+        }
+        let view = ks.view();
+        let found = lookup(&view, key, snapshot)?;
+        let Some((seq, kind, value)) = found else {
+            return Ok(None);
+        };
+        if kind == ValueKind::Delete {
+            return Ok(None);
+        }
+        let tombstones_exist = !view.version.prefix_tombstones.is_empty()
+            || view.memtables().any(|m| m.has_prefix_tombstones());
+        if tombstones_exist
+            && covered_by_prefix_tombstone(&view.prefix_tombstones(), key, seq, snapshot)
+        {
+            return Ok(None);
+        }
+        Ok(Some(value))
+    }
+
+    /// A cursor over `ks` at `snapshot`, bounded to `[lower, upper)`.
+    pub(crate) fn cursor(
+        &self,
+        ks: &KeyspaceInner,
+        snapshot: SeqNo,
+        guard: Option<SnapshotGuard>,
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+    ) -> Result<Cursor> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if ks.dropped.load(Ordering::SeqCst) {
+            return Err(Error::UnknownKeyspace(ks.name.clone()));
+        }
+        let view = ks.view();
+        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+        for m in view.memtables() {
+            if !m.is_empty() {
+                children.push(Box::new(m.iter()));
+            }
+        }
+        for t in view.version.all_tables() {
+            let in_range = lower.as_deref().is_none_or(|lo| t.largest_user_key() >= lo)
+                && upper.as_deref().is_none_or(|hi| t.smallest_user_key() < hi);
+            if in_range {
+                children.push(Box::new(t.table.iter()));
+            }
+        }
+        Ok(Cursor::new(
+            MergingIterator::new(children),
+            snapshot,
+            view.prefix_tombstones(),
+            lower,
+            upper,
+            Arc::clone(&view.version),
+            guard,
+        ))
+    }
+
+    /// Stops background work, syncs the WAL and releases the lock. Idempotent.
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let workers: Vec<JoinHandle<()>> = std::mem::take(&mut *self.workers.lock());
+        for _ in 0..workers.len() {
+            let _ = self.jobs.send(Job::Stop);
+        }
+        {
+            let (lock, cond) = &self.progress;
+            let _g = lock.lock();
+            cond.notify_all();
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        let result = self.wal.close().map_err(Error::from);
+        self.lock.lock().take();
+        result
+    }
+}
+
+/// Applies one entry to a memtable.
+fn apply_entry(memtable: &Memtable, op: BatchOp, key: &[u8], value: &[u8], seq: SeqNo) {
+    match op {
+        BatchOp::Put => memtable.insert(key, seq, ValueKind::Put, value),
+        BatchOp::Delete => memtable.insert(key, seq, ValueKind::Delete, &[]),
+        BatchOp::DeletePrefix => memtable.insert_prefix_tombstone(key, seq),
+    }
+}
+
+/// The newest version of `key` visible at `snapshot`, searching newest data first.
+fn lookup(view: &View, key: &[u8], snapshot: SeqNo) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
+    for m in view.memtables() {
+        if let Some(found) = m.get(key, snapshot) {
+            return Ok(Some(found));
+        }
+    }
+    for t in view.version.tables_for_key(key) {
+        if let Some(found) = t.table.get(key, snapshot)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "key of {} bytes is larger than the maximum of {MAX_KEY_LEN} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Keyspace {
+    pub(crate) fn id(&self) -> KeyspaceId {
+        self.ks.id
+    }
+
+    fn inner(&self) -> &Arc<DbInner> {
+        &self.db.inner
+    }
+
+    /// The keyspace's name.
+    pub fn name(&self) -> &str {
+        &self.ks.name
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &KeyspaceOptions {
+        &self.ks.options
+    }
+
+    fn write_one(
+        &self,
+        op: BatchOp,
+        key: &[u8],
+        value: &[u8],
+        options: &WriteOptions,
+    ) -> Result<()> {
+        check_key(key)?;
+        if value.len() as u64 > MAX_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes is larger than the maximum of {MAX_VALUE_LEN} bytes",
+                value.len()
+            )));
+        }
+        let req = WriteReq {
+            op,
+            ks: &self.ks,
+            key,
+            value,
+        };
+        self.inner().write(std::slice::from_ref(&req), options)
+    }
+
+    /// Sets `key` to `value` with the keyspace's durability.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a key over 64 KiB or a value of 4 GiB or more,
+    /// [`Error::Poisoned`], [`Error::Closed`], [`Error::UnknownKeyspace`] if dropped.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.write_one(
+            BatchOp::Put,
+            key.as_ref(),
+            value.as_ref(),
+            &WriteOptions::default(),
+        )
+    }
+
+    /// Sets `key` to `value` with `options`.
+    ///
+    /// # Errors
+    /// As [`Keyspace::put`].
+    pub fn put_opt(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &WriteOptions,
+    ) -> Result<()> {
+        self.write_one(BatchOp::Put, key.as_ref(), value.as_ref(), options)
+    }
+
+    /// Deletes `key`.
+    ///
+    /// # Errors
+    /// As [`Keyspace::put`].
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.write_one(BatchOp::Delete, key.as_ref(), &[], &WriteOptions::default())
+    }
+
+    /// Deletes `key` with `options`.
+    ///
+    /// # Errors
+    /// As [`Keyspace::put`].
+    pub fn delete_opt(&self, key: impl AsRef<[u8]>, options: &WriteOptions) -> Result<()> {
+        self.write_one(BatchOp::Delete, key.as_ref(), &[], options)
+    }
+
+    /// Deletes every key starting with `prefix`, with one prefix tombstone.
+    ///
+    /// # Errors
+    /// As [`Keyspace::put`].
+    pub fn delete_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<()> {
+        self.write_one(
+            BatchOp::DeletePrefix,
+            prefix.as_ref(),
+            &[],
+            &WriteOptions::default(),
+        )
+    }
+
+    /// Deletes every key starting with `prefix`, with `options`.
+    ///
+    /// # Errors
+    /// As [`Keyspace::put`].
+    pub fn delete_prefix_opt(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        options: &WriteOptions,
+    ) -> Result<()> {
+        self.write_one(BatchOp::DeletePrefix, prefix.as_ref(), &[], options)
+    }
+
+    /// The value of `key` now.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or I/O errors reading tables, [`Error::Closed`],
+    /// [`Error::UnknownKeyspace`] if dropped.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_key(key)?;
+        self.inner()
+            .get(&self.ks, key, self.inner().publisher.visible())
+    }
+
+    /// Whether `key` has a value now.
+    ///
+    /// # Errors
+    /// As [`Keyspace::get`].
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    fn iter_bounded(
+        &self,
+        snapshot: Option<&Snapshot>,
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+    ) -> Iter {
+        let db = Arc::clone(&self.db);
+        let ks = Arc::clone(&self.ks);
+        let guard = match snapshot {
+            Some(s) => s.guard.duplicate(),
+            None => db.inner.snapshots.pin(db.inner.publisher.visible()),
+        };
+        Iter::new(Box::new(move || {
+            db.inner.cursor(
+                &ks,
+                guard.seq(),
+                Some(guard.duplicate()),
+                lower.clone(),
+                upper.clone(),
+            )
+        }))
+    }
+
+    /// Every key and value, in key order (reverse with `.rev()`), as of now.
+    pub fn iter(&self) -> Iter {
+        self.iter_bounded(None, None, None)
+    }
+
+    /// Keys in `[start, end)` as of now; `None` means unbounded.
+    pub fn range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Iter {
+        self.iter_bounded(None, start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec))
+    }
+
+    /// Keys starting with `prefix`, as of now.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let prefix = prefix.as_ref();
+        self.iter_bounded(None, Some(prefix.to_vec()), prefix_successor(prefix))
+    }
+
+    /// A cursor with seek over the whole keyspace, as of now.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::UnknownKeyspace`].
+    pub fn cursor(&self) -> Result<Cursor> {
+        let seq = self.inner().publisher.visible();
+        let guard = self.inner().snapshots.pin(seq);
+        self.inner().cursor(&self.ks, seq, Some(guard), None, None)
+    }
+
+    /// Seals and flushes this keyspace's memtables; returns once they are durable
+    /// tables.
+    ///
+    /// # Errors
+    /// I/O errors from the flush.
+    pub fn flush(&self) -> Result<()> {
+        self.inner().flush_keyspace(&self.ks)
+    }
+
+    /// Flushes, then compacts every table of the keyspace into its last level.
+    ///
+    /// # Errors
+    /// I/O or corruption errors from the compaction.
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        crate::background::compact_all(self.inner(), &self.ks)
+    }
+}
+
+impl Snapshot {
+    /// The sequence number this snapshot reads at.
+    pub fn seqno(&self) -> SeqNo {
+        self.guard.seq()
+    }
+
+    /// The value of `key` in `keyspace` at this snapshot.
+    ///
+    /// # Errors
+    /// As [`Keyspace::get`].
+    pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_key(key)?;
+        self.db.inner.get(&keyspace.ks, key, self.guard.seq())
+    }
+
+    /// Every key of `keyspace` at this snapshot.
+    pub fn iter(&self, keyspace: &Keyspace) -> Iter {
+        keyspace.iter_bounded(Some(self), None, None)
+    }
+
+    /// Keys of `keyspace` in `[start, end)` at this snapshot.
+    pub fn range(&self, keyspace: &Keyspace, start: Option<&[u8]>, end: Option<&[u8]>) -> Iter {
+        keyspace.iter_bounded(
+            Some(self),
+            start.map(<[u8]>::to_vec),
+            end.map(<[u8]>::to_vec),
+        )
+    }
+
+    /// Keys of `keyspace` starting with `prefix` at this snapshot.
+    pub fn prefix(&self, keyspace: &Keyspace, prefix: impl AsRef<[u8]>) -> Iter {
+        let prefix = prefix.as_ref();
+        keyspace.iter_bounded(Some(self), Some(prefix.to_vec()), prefix_successor(prefix))
+    }
+
+    /// A cursor over `keyspace` at this snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::UnknownKeyspace`].
+    pub fn cursor(&self, keyspace: &Keyspace) -> Result<Cursor> {
+        self.db.inner.cursor(
+            &keyspace.ks,
+            self.guard.seq(),
+            Some(self.guard.duplicate()),
+            None,
+            None,
+        )
+    }
+}

@@ -1,0 +1,274 @@
+//! Entry points shared by the cargo-fuzz targets and their corpus replay in
+//! `cargo test`. Not part of the stable API.
+//!
+//! Each function panics only if an invariant breaks; malformed input itself must
+//! come back as [`crate::Error::Corruption`], never as a panic.
+
+use std::cmp::Ordering;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_wal::{FaultFs, Fs, FsFile, SeqNo};
+
+use crate::cache::BlockCache;
+use crate::error::Result;
+use crate::ids::TableId;
+use crate::iter::InternalIterator;
+use crate::key::{compare_internal, parse_internal_key, MAX_SEQ};
+use crate::table::{Block, BlockBuilder, Compression, Table, TableBuildOptions, TableBuilder};
+
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Most seek targets and point reads tried per input, to keep runs fast.
+const MAX_PROBES: usize = 48;
+
+/// Treats `data` as the contents of one block. Checks: decoding never panics;
+/// iteration ends within `len / 3 + 1` entries in both directions; after a
+/// successful `seek(t)` the key is at or above `t` and after `seek_for_prev(t)` at or
+/// below it; and when the entries decode cleanly in strictly increasing order, a
+/// block rebuilt from them iterates to the same entries both ways.
+pub fn block_decoder(data: &[u8]) {
+    let path: Arc<Path> = Arc::from(Path::new("/fuzz/block"));
+    let Ok(block) = Block::decode(Bytes::copy_from_slice(data), path, 0) else {
+        return;
+    };
+    let max_entries = data.len() / 3 + 1;
+    let mut it = block.iter();
+    // Every entry takes at least 3 bytes and each step moves at least one entry.
+    let (forward, forward_ok) = walk(&mut it, true, max_entries, true);
+    let (backward, _) = walk(&mut it, false, max_entries, true);
+    assert!(forward.len() <= max_entries && backward.len() <= max_entries);
+
+    let mut targets: Vec<Vec<u8>> = forward.iter().map(|(k, _)| k.clone()).collect();
+    targets.push(data.iter().take(24).copied().collect());
+    targets.push(Vec::new());
+    for t in targets.iter().take(MAX_PROBES) {
+        if it.seek(t).is_ok() && it.valid() {
+            assert_ne!(
+                compare_internal(it.key(), t),
+                Ordering::Less,
+                "seek landed below"
+            );
+        }
+        if it.seek_for_prev(t).is_ok() && it.valid() {
+            assert_ne!(
+                compare_internal(it.key(), t),
+                Ordering::Greater,
+                "seek_for_prev landed above"
+            );
+        }
+    }
+
+    if forward_ok && strictly_increasing(&forward) {
+        for interval in [1, 3, 16] {
+            let mut b = BlockBuilder::new(interval);
+            for (k, v) in &forward {
+                b.add(k, v);
+            }
+            let rebuilt = Block::decode(
+                Bytes::copy_from_slice(b.finish()),
+                Arc::from(Path::new("/fuzz/rebuilt")),
+                0,
+            );
+            let rebuilt = match rebuilt {
+                Ok(r) => r,
+                Err(e) => panic!("a block built from clean entries does not decode: {e}"),
+            };
+            let mut it = rebuilt.iter();
+            let (f, f_ok) = walk(&mut it, true, usize::MAX, true);
+            let (bk, b_ok) = walk(&mut it, false, usize::MAX, true);
+            assert!(f_ok && b_ok, "rebuilt block fails to iterate");
+            assert_eq!(f, forward, "rebuilt block iterates differently");
+            assert_eq!(bk, forward, "rebuilt block iterates backward differently");
+        }
+    }
+}
+
+/// Treats `data` as a table file. Checks: open and reads never panic and fail only
+/// with corruption; positional reads, memory-mapped reads and reads through a block
+/// cache all see exactly the same entries, point-read results and errors; and when
+/// the table iterates cleanly in strictly increasing order, a table rebuilt from its
+/// entries (small blocks, zstd) iterates to the same entries both ways and answers
+/// every point read with the right version.
+pub fn table_reader(data: &[u8]) {
+    let fs = FaultFs::new(0);
+    let dir = Path::new("/fuzz");
+    let path = dir.join("000001.sst");
+    if fs.create_dir_all(dir).is_err() {
+        return;
+    }
+    let Ok(file) = fs.create(&path) else { return };
+    if file.append(data).is_err() {
+        return;
+    }
+    let cache = Arc::new(BlockCache::new(1 << 20));
+    let mut first: Option<std::result::Result<Summary, String>> = None;
+    for (mmap, cache) in [
+        (false, None),
+        (true, None),
+        (false, Some(Arc::clone(&cache))),
+        (true, Some(Arc::clone(&cache))),
+        (false, Some(Arc::clone(&cache))),
+    ] {
+        let outcome = summarize(Arc::clone(&file), mmap, cache).map_err(|e| {
+            assert!(
+                e.is_corruption(),
+                "non-corruption error on a table file: {e}"
+            );
+            e.to_string()
+        });
+        match &first {
+            None => first = Some(outcome),
+            Some(f) => assert_eq!(f, &outcome, "read modes disagree (mmap {mmap})"),
+        }
+    }
+    let Some(Ok(summary)) = first else { return };
+    let clean = summary.forward_ok
+        && strictly_increasing(&summary.forward)
+        && summary
+            .forward
+            .iter()
+            .all(|(k, _)| parse_internal_key(k).is_some());
+    if clean {
+        rebuild_and_check(&fs, dir, &summary.forward);
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Summary {
+    forward: Entries,
+    forward_ok: bool,
+    backward: Entries,
+    gets: Vec<Option<(SeqNo, u8, Vec<u8>)>>,
+    seeks: Vec<Option<Vec<u8>>>,
+}
+
+fn summarize(file: Arc<dyn FsFile>, mmap: bool, cache: Option<Arc<BlockCache>>) -> Result<Summary> {
+    let table = Table::open(file, TableId(1), cache, mmap)?;
+    // Index entries of a crafted file may point at one block many times, so a walk
+    // is only capped (the same way in every mode), not bounded by the file size.
+    let limit = usize::try_from(table.file_size())
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
+        .saturating_add(16);
+    let mut it = table.iter();
+    let (forward, forward_ok) = walk(&mut it, true, limit, false);
+    let (backward, _) = walk(&mut it, false, limit, false);
+    let mut gets = Vec::new();
+    let mut seeks = Vec::new();
+    for (k, _) in forward.iter().take(MAX_PROBES) {
+        let uk = crate::key::user_key(k);
+        for snap in [
+            SeqNo(MAX_SEQ),
+            parse_internal_key(k).map_or(SeqNo(0), |p| p.seq),
+        ] {
+            gets.push(
+                table
+                    .get(uk, snap)?
+                    .map(|(s, kind, v)| (s, kind as u8, v.to_vec())),
+            );
+        }
+        it.seek(k)?;
+        seeks.push(it.valid().then(|| it.key().to_vec()));
+        it.seek_for_prev(k)?;
+        seeks.push(it.valid().then(|| it.key().to_vec()));
+    }
+    Ok(Summary {
+        forward,
+        forward_ok,
+        backward,
+        gets,
+        seeks,
+    })
+}
+
+fn rebuild_and_check(fs: &FaultFs, dir: &Path, entries: &Entries) {
+    let path = dir.join("000002.sst");
+    let Ok(file) = fs.create(&path) else { return };
+    let opts = TableBuildOptions {
+        block_size: 64,
+        restart_interval: 2,
+        bloom_bits_per_key: 10,
+        compression: Compression::Zstd,
+    };
+    let built = (|| {
+        let mut b = TableBuilder::new(Arc::clone(&file), opts)?;
+        for (k, v) in entries {
+            b.add(k, v)?;
+        }
+        b.finish()
+    })();
+    if let Err(e) = built {
+        panic!("rebuilding a clean table failed: {e}");
+    }
+    let table = match Table::open(file, TableId(2), None, false) {
+        Ok(t) => t,
+        Err(e) => panic!("a rebuilt table does not open: {e}"),
+    };
+    let mut it = table.iter();
+    let (f, f_ok) = walk(&mut it, true, usize::MAX, true);
+    let (bk, b_ok) = walk(&mut it, false, usize::MAX, true);
+    assert!(f_ok && b_ok, "rebuilt table fails to iterate");
+    assert_eq!(&f, entries, "rebuilt table iterates differently");
+    assert_eq!(&bk, entries, "rebuilt table iterates backward differently");
+    for (k, _) in entries.iter().take(MAX_PROBES) {
+        let Some(p) = parse_internal_key(k) else {
+            continue;
+        };
+        // The model: the first entry of this user key at or below the snapshot (a
+        // crafted file may hold two kinds with one sequence number).
+        let want = entries.iter().find_map(|(k2, v2)| {
+            let q = parse_internal_key(k2)?;
+            (q.user_key == p.user_key && q.seq <= p.seq).then_some((q.seq, q.kind, v2))
+        });
+        match (table.get(p.user_key, p.seq), want) {
+            (Ok(Some((seq, kind, value))), Some((wseq, wkind, wvalue))) => {
+                assert_eq!((seq, kind), (wseq, wkind), "rebuilt table: wrong version");
+                assert_eq!(&value[..], &wvalue[..], "rebuilt table: wrong value");
+            }
+            (other, want) => panic!("rebuilt table: get returned {other:?}, expected {want:?}"),
+        }
+    }
+}
+
+/// Walks the whole cursor forward (or backward), stopping at the first error or
+/// after `limit` entries (then panics if `strict`: iteration does not end). Returns
+/// the entries in ascending cursor order and whether the walk ended cleanly.
+fn walk<I: InternalIterator>(
+    it: &mut I,
+    forward: bool,
+    limit: usize,
+    strict: bool,
+) -> (Entries, bool) {
+    let mut out = Vec::new();
+    let start = if forward {
+        it.seek_to_first()
+    } else {
+        it.seek_to_last()
+    };
+    if start.is_err() {
+        return (out, false);
+    }
+    while it.valid() {
+        if out.len() >= limit {
+            assert!(!strict, "iteration does not end");
+            return (out, false);
+        }
+        out.push((it.key().to_vec(), it.value().to_vec()));
+        let step = if forward { it.next() } else { it.prev() };
+        if step.is_err() {
+            return (out, false);
+        }
+    }
+    if !forward {
+        out.reverse();
+    }
+    (out, true)
+}
+
+fn strictly_increasing(entries: &Entries) -> bool {
+    entries
+        .windows(2)
+        .all(|w| compare_internal(&w[0].0, &w[1].0) == Ordering::Less)
+}

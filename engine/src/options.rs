@@ -1,0 +1,271 @@
+//! Options of the database, of each keyspace, and of single writes.
+//!
+//! `Default` is the one source of defaults, documented on each field; `validate()`
+//! rejects nonsense with a clear error before anything is opened.
+
+use std::time::Duration;
+
+use strata_wal::RecoveryMode;
+
+use crate::error::{Error, Result};
+pub use crate::table::Compression;
+
+/// When a write is acknowledged, chosen per keyspace and overridable per write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged once its WAL record is fsynced (group commit: one fsync covers
+    /// every waiting writer). Survives process crash and power loss.
+    Sync,
+    /// Acknowledged once its WAL record is in the OS page cache; a background sync
+    /// runs every [`Options::wal_sync_interval`]. Survives a process crash; after a
+    /// power loss what survives is a prefix of the log up to the last sync.
+    #[default]
+    Buffered,
+}
+
+impl Durability {
+    /// The stronger of two durabilities (`Sync` beats `Buffered`).
+    pub fn max(self, other: Durability) -> Durability {
+        if self == Durability::Sync || other == Durability::Sync {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        }
+    }
+}
+
+/// Options of a database, fixed at open.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Create the directory and an empty database if none exists. Default `true`.
+    pub create_if_missing: bool,
+    /// Background threads for flushes and compactions. Default 2. The engine never
+    /// runs more; raise it only when compactions cannot keep up with writes.
+    pub background_threads: usize,
+    /// Byte capacity of the block cache shared by all keyspaces. Default 64 MiB.
+    pub block_cache_bytes: usize,
+    /// Read tables through memory maps (`true`, default) or positional reads.
+    pub use_mmap: bool,
+    /// Size at which the WAL rotates to a new segment. Default 64 MiB.
+    pub wal_segment_bytes: u64,
+    /// Interval of the background WAL sync that makes `Buffered` writes durable.
+    /// Default 100 ms: what a power loss can take from `Buffered` keyspaces.
+    pub wal_sync_interval: Duration,
+    /// When the WAL holds more than this, the keyspace holding the oldest unflushed
+    /// write is flushed so segments can be deleted. Bounds recovery time. Default
+    /// 512 MiB.
+    pub max_wal_bytes: u64,
+    /// How damage in the WAL is treated at open. Default strict: any damage other
+    /// than a torn tail stops open with `Error::Corruption`.
+    pub wal_recovery_mode: RecoveryMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            create_if_missing: true,
+            background_threads: 2,
+            block_cache_bytes: 64 << 20,
+            use_mmap: true,
+            wal_segment_bytes: 64 << 20,
+            wal_sync_interval: Duration::from_millis(100),
+            max_wal_bytes: 512 << 20,
+            wal_recovery_mode: RecoveryMode::Strict,
+        }
+    }
+}
+
+impl Options {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.background_threads == 0 || self.background_threads > 64 {
+            return Err(Error::InvalidArgument(format!(
+                "background_threads is {}; it must be between 1 and 64",
+                self.background_threads
+            )));
+        }
+        if self.wal_segment_bytes < 4096 {
+            return Err(Error::InvalidArgument(
+                "wal_segment_bytes must be at least 4096".into(),
+            ));
+        }
+        if self.wal_sync_interval.is_zero() {
+            return Err(Error::InvalidArgument(
+                "wal_sync_interval must be positive".into(),
+            ));
+        }
+        if self.max_wal_bytes < self.wal_segment_bytes {
+            return Err(Error::InvalidArgument(
+                "max_wal_bytes must be at least wal_segment_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Options of one keyspace, chosen when it is created and kept in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceOptions {
+    /// Default durability of writes to this keyspace. Default `Buffered`.
+    pub durability: Durability,
+    /// Size at which the active memtable is sealed and queued for flush. Default
+    /// 32 MiB. Larger means fewer, bigger level-0 tables and more memory.
+    pub memtable_bytes: usize,
+    /// Target size of a table's data block before compression. Default 4 KiB; larger
+    /// blocks suit scans and compress better, smaller ones suit point reads.
+    pub block_size: usize,
+    /// Block compression. Default none (agent state is small and latency-bound);
+    /// zstd trades CPU for disk.
+    pub compression: Compression,
+    /// Bloom filter bits per key. Default 10 (about 1% false positives); 0 disables.
+    pub bloom_bits_per_key: u32,
+    /// Level-0 tables that trigger a compaction into level 1. Default 4.
+    pub l0_compaction_trigger: usize,
+    /// Level-0 tables at which each write is delayed by about 1 ms. Default 12.
+    pub l0_slowdown_trigger: usize,
+    /// Level-0 tables at which writes stop until compaction catches up. Default 20.
+    pub l0_stop_trigger: usize,
+    /// Sealed memtables waiting for flush at which writes stop. Default 4.
+    pub max_sealed_memtables: usize,
+    /// Size of level 1; each deeper level is `level_size_ratio` times larger.
+    /// Default 64 MiB.
+    pub base_level_bytes: u64,
+    /// Size ratio between adjacent levels. Default 10.
+    pub level_size_ratio: u32,
+    /// Compaction output is split into tables of about this size. Default 32 MiB.
+    pub target_table_bytes: u64,
+}
+
+impl Default for KeyspaceOptions {
+    fn default() -> Self {
+        KeyspaceOptions {
+            durability: Durability::Buffered,
+            memtable_bytes: 32 << 20,
+            block_size: 4096,
+            compression: Compression::None,
+            bloom_bits_per_key: 10,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 12,
+            l0_stop_trigger: 20,
+            max_sealed_memtables: 4,
+            base_level_bytes: 64 << 20,
+            level_size_ratio: 10,
+            target_table_bytes: 32 << 20,
+        }
+    }
+}
+
+impl KeyspaceOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.to_string()));
+        if self.memtable_bytes < 4096 {
+            return bad("memtable_bytes must be at least 4096");
+        }
+        if !(256..=(16 << 20)).contains(&self.block_size) {
+            return bad("block_size must be between 256 bytes and 16 MiB");
+        }
+        if self.bloom_bits_per_key > 64 {
+            return bad("bloom_bits_per_key must be at most 64");
+        }
+        if self.l0_compaction_trigger == 0
+            || self.l0_slowdown_trigger < self.l0_compaction_trigger
+            || self.l0_stop_trigger < self.l0_slowdown_trigger
+        {
+            return bad("need 0 < l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger");
+        }
+        if self.max_sealed_memtables == 0 {
+            return bad("max_sealed_memtables must be at least 1");
+        }
+        if self.level_size_ratio < 2 {
+            return bad("level_size_ratio must be at least 2");
+        }
+        if self.base_level_bytes < 4096 || self.target_table_bytes < 4096 {
+            return bad("base_level_bytes and target_table_bytes must be at least 4096");
+        }
+        Ok(())
+    }
+
+    /// Encodes the options for the manifest.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        use strata_wal::codec::put_varint;
+        let mut out = Vec::new();
+        put_varint(&mut out, 1); // encoding version
+        put_varint(&mut out, matches!(self.durability, Durability::Sync) as u64);
+        put_varint(&mut out, self.memtable_bytes as u64);
+        put_varint(&mut out, self.block_size as u64);
+        put_varint(
+            &mut out,
+            matches!(self.compression, Compression::Zstd) as u64,
+        );
+        put_varint(&mut out, u64::from(self.bloom_bits_per_key));
+        put_varint(&mut out, self.l0_compaction_trigger as u64);
+        put_varint(&mut out, self.l0_slowdown_trigger as u64);
+        put_varint(&mut out, self.l0_stop_trigger as u64);
+        put_varint(&mut out, self.max_sealed_memtables as u64);
+        put_varint(&mut out, self.base_level_bytes);
+        put_varint(&mut out, u64::from(self.level_size_ratio));
+        put_varint(&mut out, self.target_table_bytes);
+        out
+    }
+
+    /// Decodes options written by [`KeyspaceOptions::encode`].
+    pub(crate) fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
+        let mut r = strata_wal::codec::Reader::new(bytes);
+        if r.varint()? != 1 {
+            return None;
+        }
+        let mut v = || r.varint();
+        let durability = if v()? == 1 {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        };
+        let memtable_bytes = usize::try_from(v()?).ok()?;
+        let block_size = usize::try_from(v()?).ok()?;
+        let compression = if v()? == 1 {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        let options = KeyspaceOptions {
+            durability,
+            memtable_bytes,
+            block_size,
+            compression,
+            bloom_bits_per_key: u32::try_from(v()?).ok()?,
+            l0_compaction_trigger: usize::try_from(v()?).ok()?,
+            l0_slowdown_trigger: usize::try_from(v()?).ok()?,
+            l0_stop_trigger: usize::try_from(v()?).ok()?,
+            max_sealed_memtables: usize::try_from(v()?).ok()?,
+            base_level_bytes: v()?,
+            level_size_ratio: u32::try_from(v()?).ok()?,
+            target_table_bytes: v()?,
+        };
+        options.validate().ok()?;
+        Some(options)
+    }
+}
+
+/// Options of one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Overrides the keyspace's durability for this write. For a batch across
+    /// keyspaces without an override, the strongest of their durabilities is used.
+    pub durability: Option<Durability>,
+}
+
+impl WriteOptions {
+    /// Options that make this write `Sync`.
+    pub fn sync() -> Self {
+        WriteOptions {
+            durability: Some(Durability::Sync),
+        }
+    }
+}

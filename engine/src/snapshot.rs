@@ -1,0 +1,111 @@
+//! Snapshots: pinned sequence numbers that compaction must keep readable.
+//!
+//! A [`SnapshotGuard`] registers its sequence number in the [`SnapshotList`] and
+//! removes it when dropped; compaction keeps, for every registered sequence number,
+//! the version of each key a read at that number would see.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strata_wal::SeqNo;
+
+/// The registered snapshot sequence numbers, with counts.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    pinned: Mutex<BTreeMap<SeqNo, usize>>,
+}
+
+impl SnapshotList {
+    /// Registers `seq`; the guard unregisters it.
+    pub fn pin(self: &Arc<Self>, seq: SeqNo) -> SnapshotGuard {
+        *self.pinned.lock().entry(seq).or_insert(0) += 1;
+        SnapshotGuard {
+            list: Arc::clone(self),
+            seq,
+        }
+    }
+
+    /// Every pinned sequence number, ascending.
+    pub fn pinned(&self) -> Vec<SeqNo> {
+        self.pinned.lock().keys().copied().collect()
+    }
+
+    /// The oldest pinned sequence number.
+    pub fn oldest(&self) -> Option<SeqNo> {
+        self.pinned.lock().keys().next().copied()
+    }
+
+    /// Number of live snapshots.
+    pub fn count(&self) -> usize {
+        self.pinned.lock().values().sum()
+    }
+}
+
+/// Keeps one sequence number pinned while alive.
+#[derive(Debug)]
+pub struct SnapshotGuard {
+    list: Arc<SnapshotList>,
+    seq: SeqNo,
+}
+
+impl SnapshotGuard {
+    /// The pinned sequence number.
+    pub fn seq(&self) -> SeqNo {
+        self.seq
+    }
+
+    /// Another guard on the same sequence number.
+    pub fn duplicate(&self) -> SnapshotGuard {
+        self.list.pin(self.seq)
+    }
+}
+
+impl Drop for SnapshotGuard {
+    fn drop(&mut self) {
+        let mut pinned = self.list.pinned.lock();
+        if let Some(n) = pinned.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                pinned.remove(&self.seq);
+            }
+        }
+    }
+}
+
+/// Which "stripe" a sequence number falls in: the smallest pinned snapshot at or above
+/// it, or `SeqNo::MAX` (the latest state). Two versions of a key in the same stripe
+/// are indistinguishable to every reader, so only the newer one must be kept.
+pub fn stripe(pinned: &[SeqNo], seq: SeqNo) -> SeqNo {
+    let idx = pinned.partition_point(|s| *s < seq);
+    pinned.get(idx).copied().unwrap_or(SeqNo::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_and_release() {
+        let list = Arc::new(SnapshotList::default());
+        let a = list.pin(SeqNo(5));
+        let b = list.pin(SeqNo(5));
+        let c = list.pin(SeqNo(9));
+        assert_eq!(list.pinned(), vec![SeqNo(5), SeqNo(9)]);
+        drop(a);
+        assert_eq!(list.oldest(), Some(SeqNo(5)));
+        drop(b);
+        assert_eq!(list.oldest(), Some(SeqNo(9)));
+        drop(c);
+        assert_eq!(list.count(), 0);
+    }
+
+    #[test]
+    fn stripes() {
+        let pinned = [SeqNo(10), SeqNo(20)];
+        assert_eq!(stripe(&pinned, SeqNo(3)), SeqNo(10));
+        assert_eq!(stripe(&pinned, SeqNo(10)), SeqNo(10));
+        assert_eq!(stripe(&pinned, SeqNo(11)), SeqNo(20));
+        assert_eq!(stripe(&pinned, SeqNo(21)), SeqNo::MAX);
+    }
+}

@@ -1,0 +1,236 @@
+//! Statistics a user tunes with: per keyspace and level the tables and bytes, flush
+//! and compaction work, write amplification, stall time, block-cache hit rate and WAL
+//! activity. [`Stats::summary_line`] is the one-line form `db_bench` prints.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use crate::cache::CacheStats;
+use crate::db::DbInner;
+use crate::version::NUM_LEVELS;
+
+/// Tables in one level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Number of tables.
+    pub tables: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// Figures of one keyspace.
+#[derive(Debug, Clone, Default)]
+pub struct KeyspaceStats {
+    /// Its name.
+    pub name: String,
+    /// Levels 0 to 6.
+    pub levels: Vec<LevelStats>,
+    /// Bytes in the active and sealed memtables.
+    pub memtable_bytes: u64,
+    /// Sealed memtables waiting for flush.
+    pub sealed_memtables: usize,
+    /// Bytes of keys and values written by users.
+    pub user_bytes: u64,
+    /// Flushes done and bytes they wrote.
+    pub flushes: u64,
+    /// Bytes written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions done (moves included).
+    pub compactions: u64,
+    /// Bytes read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Bytes written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Time writes spent delayed or stopped, in microseconds.
+    pub stall_micros: u64,
+    /// Writes delayed because level 0 passed its slowdown trigger.
+    pub slowdowns: u64,
+    /// Times writes stopped for level 0 or sealed memtables.
+    pub stops: u64,
+}
+
+/// Database-wide statistics from [`crate::Db::stats`].
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Per keyspace, sorted by name.
+    pub keyspaces: Vec<KeyspaceStats>,
+    /// Bytes the WAL wrote (framing included).
+    pub wal_bytes: u64,
+    /// WAL fsyncs.
+    pub wal_syncs: u64,
+    /// WAL segments on disk.
+    pub wal_segments: usize,
+    /// Block cache figures.
+    pub cache: CacheStats,
+    /// Live snapshots and iterators pinning history.
+    pub snapshots: usize,
+    /// Background flush or compaction failures (each poisons the database).
+    pub background_errors: u64,
+    /// Why writes are refused, if they are.
+    pub poisoned: Option<String>,
+}
+
+impl Stats {
+    /// Bytes of keys and values written by users, all keyspaces.
+    pub fn user_bytes(&self) -> u64 {
+        self.keyspaces.iter().map(|k| k.user_bytes).sum()
+    }
+
+    /// Bytes the engine wrote to disk (WAL, flushes, compactions) per user byte.
+    pub fn write_amplification(&self) -> f64 {
+        let written: u64 = self.wal_bytes
+            + self
+                .keyspaces
+                .iter()
+                .map(|k| k.flush_bytes + k.compaction_write_bytes)
+                .sum::<u64>();
+        ratio(written, self.user_bytes())
+    }
+
+    /// Bytes of tables on disk per byte of live data, estimated as the bytes of each
+    /// keyspace's deepest non-empty level (what a fully compacted tree would hold).
+    pub fn space_amplification(&self) -> f64 {
+        let (mut total, mut live) = (0u64, 0u64);
+        for k in &self.keyspaces {
+            total += k.levels.iter().map(|l| l.bytes).sum::<u64>();
+            live += k
+                .levels
+                .iter()
+                .rev()
+                .find(|l| l.tables > 0)
+                .map_or(0, |l| l.bytes);
+        }
+        if total == 0 {
+            1.0
+        } else {
+            ratio(total, live)
+        }
+    }
+
+    /// Time writes spent stalled, all keyspaces, in microseconds.
+    pub fn stall_micros(&self) -> u64 {
+        self.keyspaces.iter().map(|k| k.stall_micros).sum()
+    }
+
+    /// Level-0 tables, all keyspaces.
+    pub fn l0_files(&self) -> usize {
+        self.keyspaces
+            .iter()
+            .map(|k| k.levels.first().map_or(0, |l| l.tables))
+            .sum()
+    }
+
+    /// The one-line, parseable summary printed by `db_bench`.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "Stats: write_amp={:.2} space_amp={:.2} stall_micros={} l0_files={} cache_hit_rate={:.2} vlog_garbage_ratio={:.2}",
+            self.write_amplification(),
+            self.space_amplification(),
+            self.stall_micros(),
+            self.l0_files(),
+            self.cache.hit_rate(),
+            0.0
+        )
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.summary_line())?;
+        writeln!(
+            f,
+            "WAL: {} bytes written, {} fsyncs, {} segments | block cache: {} hits, {} misses, {} bytes used | snapshots: {} | background errors: {}",
+            self.wal_bytes,
+            self.wal_syncs,
+            self.wal_segments,
+            self.cache.hits,
+            self.cache.misses,
+            self.cache.usage,
+            self.snapshots,
+            self.background_errors
+        )?;
+        for k in &self.keyspaces {
+            writeln!(
+                f,
+                "keyspace {:?}: user {} B, memtables {} B ({} sealed), flushes {} ({} B), compactions {} (read {} B, wrote {} B), stalls {} us ({} slowdowns, {} stops)",
+                k.name,
+                k.user_bytes,
+                k.memtable_bytes,
+                k.sealed_memtables,
+                k.flushes,
+                k.flush_bytes,
+                k.compactions,
+                k.compaction_read_bytes,
+                k.compaction_write_bytes,
+                k.stall_micros,
+                k.slowdowns,
+                k.stops
+            )?;
+            for (i, l) in k.levels.iter().enumerate() {
+                if l.tables > 0 {
+                    writeln!(f, "  L{i}: {:>5} tables {:>14} bytes", l.tables, l.bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gathers the figures.
+pub(crate) fn collect(inner: &DbInner) -> Stats {
+    let mut keyspaces: Vec<KeyspaceStats> = inner
+        .catalog
+        .read()
+        .by_id
+        .values()
+        .map(|ks| {
+            let view = ks.view();
+            let c = &ks.counters;
+            KeyspaceStats {
+                name: ks.name.clone(),
+                levels: (0..NUM_LEVELS)
+                    .map(|l| LevelStats {
+                        tables: view.version.table_count(l),
+                        bytes: view.version.level_bytes(l),
+                    })
+                    .collect(),
+                memtable_bytes: (view.active.approximate_bytes()
+                    + view
+                        .sealed
+                        .iter()
+                        .map(|s| s.memtable.approximate_bytes())
+                        .sum::<usize>()) as u64,
+                sealed_memtables: view.sealed.len(),
+                user_bytes: c.user_bytes.load(Ordering::Relaxed),
+                flushes: c.flushes.load(Ordering::Relaxed),
+                flush_bytes: c.flush_bytes.load(Ordering::Relaxed),
+                compactions: c.compactions.load(Ordering::Relaxed),
+                compaction_read_bytes: c.compaction_read_bytes.load(Ordering::Relaxed),
+                compaction_write_bytes: c.compaction_write_bytes.load(Ordering::Relaxed),
+                stall_micros: c.stall_micros.load(Ordering::Relaxed),
+                slowdowns: c.slowdowns.load(Ordering::Relaxed),
+                stops: c.stops.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    keyspaces.sort_by(|a, b| a.name.cmp(&b.name));
+    let wal = inner.wal.stats();
+    Stats {
+        keyspaces,
+        wal_bytes: wal.bytes_written,
+        wal_syncs: wal.syncs,
+        wal_segments: inner.wal.segments().len(),
+        cache: inner.cache.stats(),
+        snapshots: inner.snapshots.count(),
+        background_errors: inner.counters.background_errors.load(Ordering::Relaxed),
+        poisoned: inner.poisoned(),
+    }
+}

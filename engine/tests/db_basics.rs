@@ -1,0 +1,282 @@
+//! Basic behaviour of the database: reads see writes, across flushes, compactions
+//! and reopen; keyspaces; batches; iterators both ways; prefix deletes; errors.
+
+use std::sync::Arc;
+
+use strata::{Db, Error, FaultFs, Fs, KeyspaceOptions, Options, WriteBatch, WriteOptions};
+
+fn small_options() -> KeyspaceOptions {
+    KeyspaceOptions {
+        memtable_bytes: 16 << 10,
+        base_level_bytes: 64 << 10,
+        target_table_bytes: 16 << 10,
+        ..KeyspaceOptions::default()
+    }
+}
+
+fn keys(iter: impl Iterator<Item = strata::Result<(strata::Bytes, strata::Bytes)>>) -> Vec<String> {
+    iter.map(|kv| String::from_utf8(kv.unwrap().0.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn put_get_delete_through_flush_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.create_keyspace("data", small_options()).unwrap();
+    for i in 0..3000u32 {
+        ks.put(format!("key{i:05}"), format!("value{i}")).unwrap();
+    }
+    for i in (0..3000u32).step_by(3) {
+        ks.delete(format!("key{i:05}")).unwrap();
+    }
+    ks.flush().unwrap();
+    assert!(db.stats().keyspaces.iter().any(|k| k.flushes > 0));
+    for i in 0..3000u32 {
+        let got = ks.get(format!("key{i:05}")).unwrap();
+        if i % 3 == 0 {
+            assert_eq!(got, None, "key{i:05}");
+        } else {
+            assert_eq!(got.as_deref(), Some(format!("value{i}").as_bytes()));
+        }
+    }
+    ks.compact().unwrap();
+    assert_eq!(ks.iter().count(), 2000);
+    drop(ks);
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.keyspace("data").unwrap();
+    assert_eq!(ks.options(), &small_options());
+    assert_eq!(ks.get("key00001").unwrap().as_deref(), Some(&b"value1"[..]));
+    assert_eq!(ks.get("key00003").unwrap(), None);
+    assert_eq!(ks.iter().count(), 2000);
+    assert_eq!(ks.iter().rev().count(), 2000);
+}
+
+#[test]
+fn unflushed_writes_survive_reopen_through_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let ks = db.default_keyspace().unwrap();
+        ks.put("a", "1").unwrap();
+        ks.put_opt("b", "2", &WriteOptions::sync()).unwrap();
+    }
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.default_keyspace().unwrap();
+    assert_eq!(ks.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(ks.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn iterators_ranges_prefixes_and_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.create_keyspace("it", small_options()).unwrap();
+    for k in ["a", "b/1", "b/2", "b/3", "c", "d"] {
+        ks.put(k, k.to_uppercase()).unwrap();
+    }
+    ks.flush().unwrap();
+    ks.put("b/2", "new").unwrap();
+    ks.delete("c").unwrap();
+    assert_eq!(keys(ks.iter()), vec!["a", "b/1", "b/2", "b/3", "d"]);
+    assert_eq!(keys(ks.iter().rev()), vec!["d", "b/3", "b/2", "b/1", "a"]);
+    assert_eq!(keys(ks.prefix("b/")), vec!["b/1", "b/2", "b/3"]);
+    assert_eq!(keys(ks.prefix("b/").rev()), vec!["b/3", "b/2", "b/1"]);
+    assert_eq!(keys(ks.range(Some(b"b/2"), Some(b"d"))), vec!["b/2", "b/3"]);
+    // Both ends meet in the middle.
+    let mut it = ks.iter();
+    assert_eq!(it.next().unwrap().unwrap().0, "a");
+    assert_eq!(it.next_back().unwrap().unwrap().0, "d");
+    assert_eq!(it.next().unwrap().unwrap().0, "b/1");
+    assert_eq!(it.next_back().unwrap().unwrap().0, "b/3");
+    assert_eq!(it.next().unwrap().unwrap().1, "new");
+    assert!(it.next_back().is_none());
+    let mut c = ks.cursor().unwrap();
+    c.seek(b"b/25").unwrap();
+    assert_eq!(c.key(), b"b/3");
+    c.prev().unwrap();
+    assert_eq!(c.key(), b"b/2");
+    c.seek_for_prev(b"c").unwrap();
+    assert_eq!(c.key(), b"b/3");
+    c.next().unwrap();
+    assert_eq!(c.key(), b"d");
+    c.next().unwrap();
+    assert!(!c.valid());
+}
+
+#[test]
+fn delete_prefix_hides_and_then_compaction_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.create_keyspace("p", small_options()).unwrap();
+    for agent in 0..5 {
+        for e in 0..200 {
+            ks.put(format!("agent{agent}/{e:04}"), "event").unwrap();
+        }
+    }
+    ks.flush().unwrap();
+    let before = db.snapshot();
+    ks.delete_prefix("agent2/").unwrap();
+    ks.put("agent2/9999", "after").unwrap();
+    assert_eq!(ks.get("agent2/0005").unwrap(), None);
+    assert_eq!(keys(ks.prefix("agent2/")), vec!["agent2/9999"]);
+    assert_eq!(before.prefix(&ks, "agent2/").count(), 200);
+    assert_eq!(ks.iter().count(), 801);
+    ks.compact().unwrap();
+    assert_eq!(
+        before.prefix(&ks, "agent2/").count(),
+        200,
+        "snapshot keeps covered versions"
+    );
+    drop(before);
+    ks.compact().unwrap();
+    assert_eq!(ks.iter().count(), 801);
+    assert_eq!(ks.iter().rev().count(), 801);
+    drop(ks);
+    drop(db);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.keyspace("p").unwrap();
+    assert_eq!(keys(ks.prefix("agent2/")), vec!["agent2/9999"]);
+}
+
+#[test]
+fn batches_span_keyspaces_and_snapshots_are_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let a = db.create_keyspace("a", KeyspaceOptions::default()).unwrap();
+    let b = db.create_keyspace("b", KeyspaceOptions::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(&a, "k", "1");
+    batch.put(&b, "k", "2");
+    db.write(batch).unwrap();
+    let snap = db.snapshot();
+    a.put("k", "changed").unwrap();
+    b.delete("k").unwrap();
+    assert_eq!(snap.get(&a, "k").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(snap.get(&b, "k").unwrap().as_deref(), Some(&b"2"[..]));
+    a.flush().unwrap();
+    b.compact().unwrap();
+    assert_eq!(snap.get(&b, "k").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(b.get("k").unwrap(), None);
+}
+
+#[test]
+fn keyspaces_are_durable_and_droppable() {
+    let fs = FaultFs::new(1);
+    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
+    let db = Db::open_with_fs("/db", Options::default(), Arc::clone(&shared)).unwrap();
+    let logs = db
+        .create_keyspace("logs", KeyspaceOptions::default())
+        .unwrap();
+    logs.put_opt("x", "y", &WriteOptions::sync()).unwrap();
+    assert!(matches!(
+        db.create_keyspace("logs", KeyspaceOptions::default()),
+        Err(Error::KeyspaceExists(_))
+    ));
+    assert_eq!(db.list_keyspaces(), vec!["default", "logs"]);
+    fs.power_off(strata_wal::CrashMode::DropUnsynced);
+    drop(logs);
+    drop(db);
+    fs.restart();
+    let db = Db::open_with_fs("/db", Options::default(), Arc::clone(&shared)).unwrap();
+    let logs = db.keyspace("logs").unwrap();
+    assert_eq!(logs.get("x").unwrap().as_deref(), Some(&b"y"[..]));
+    db.drop_keyspace("logs").unwrap();
+    assert!(matches!(logs.get("x"), Err(Error::UnknownKeyspace(_))));
+    assert!(matches!(
+        db.keyspace("logs"),
+        Err(Error::UnknownKeyspace(_))
+    ));
+    drop(logs);
+    drop(db);
+    let db = Db::open_with_fs("/db", Options::default(), shared).unwrap();
+    assert_eq!(db.list_keyspaces(), vec!["default"]);
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let ks = db.default_keyspace().unwrap();
+    let big_key = vec![0u8; 64 * 1024 + 1];
+    assert!(matches!(
+        ks.put(&big_key, "v"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(ks.get(&big_key), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        db.keyspace("nope"),
+        Err(Error::UnknownKeyspace(_))
+    ));
+    let bad = KeyspaceOptions {
+        block_size: 1,
+        ..KeyspaceOptions::default()
+    };
+    assert!(matches!(
+        db.create_keyspace("bad", bad),
+        Err(Error::InvalidArgument(_))
+    ));
+    db.close().unwrap();
+    assert!(matches!(ks.put("a", "b"), Err(Error::Closed)));
+    assert!(matches!(ks.get("a"), Err(Error::Closed)));
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert!(matches!(
+        Db::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    db.close().unwrap();
+    drop(db);
+    Db::open(dir.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn tombstones_are_kept_until_nothing_older_lies_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let options = KeyspaceOptions {
+        memtable_bytes: 4096,
+        l0_compaction_trigger: 2,
+        base_level_bytes: 4096,
+        level_size_ratio: 2,
+        target_table_bytes: 4096,
+        ..KeyspaceOptions::default()
+    };
+    let ks = db.create_keyspace("deep", options).unwrap();
+    for i in 0..3000u32 {
+        ks.put(format!("key{i:05}"), [b'v'; 100]).unwrap();
+    }
+    db.wait_for_background_work().unwrap();
+    let deepest = db
+        .stats()
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "deep")
+        .unwrap()
+        .levels
+        .iter()
+        .rposition(|l| l.tables > 0)
+        .unwrap();
+    assert!(deepest >= 3, "want a deep tree, got {}", db.stats());
+    for i in (0..3000u32).step_by(2) {
+        ks.delete(format!("key{i:05}")).unwrap();
+    }
+    db.wait_for_background_work().unwrap();
+    for i in 0..3000u32 {
+        let got = ks.get(format!("key{i:05}")).unwrap();
+        assert_eq!(
+            got.is_some(),
+            i % 2 == 1,
+            "key{i:05} after compactions: {}",
+            db.stats()
+        );
+    }
+    assert_eq!(ks.iter().count(), 1500);
+    assert_eq!(ks.iter().rev().count(), 1500);
+}

@@ -1,0 +1,195 @@
+//! Replays the committed cargo-fuzz seed corpora of the block decoder and the table
+//! reader, so that every `cargo test` exercises the fuzz targets' invariants on
+//! stable Rust.
+
+use std::path::{Path, PathBuf};
+
+fn corpus(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    let dir = corpus(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("the seed corpus is committed") {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        run(&data);
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn block_decoder_corpus_replays_without_panics() {
+    let count = replay("block_decoder", strata::fuzzing::block_decoder);
+    assert!(
+        count >= 8,
+        "block_decoder seed corpus has only {count} inputs"
+    );
+}
+
+#[test]
+fn table_reader_corpus_replays_without_panics() {
+    let count = replay("table_reader", strata::fuzzing::table_reader);
+    assert!(
+        count >= 8,
+        "table_reader seed corpus has only {count} inputs"
+    );
+}
+
+/// Regenerates both seed corpora: `cargo test -p strata --test fuzz_corpus_replay
+/// -- --ignored generate`.
+#[test]
+#[ignore]
+fn generate_seed_corpus() {
+    use std::sync::Arc;
+
+    use strata::key::{internal_key, ValueKind};
+    use strata::table::{BlockBuilder, BlockHandle, Compression, TableBuildOptions, TableBuilder};
+    use strata_wal::{FaultFs, Fs, SeqNo};
+
+    let keys = |n: u32, versions: u64| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            for v in 0..versions {
+                let kind = if (i + v as u32) % 5 == 4 {
+                    ValueKind::Delete
+                } else {
+                    ValueKind::Put
+                };
+                let value = match kind {
+                    ValueKind::Put => format!("val{i}-{v}").into_bytes(),
+                    ValueKind::Delete => Vec::new(),
+                };
+                let seq = SeqNo(100 + u64::from(i) * 10 + versions - v);
+                out.push((
+                    internal_key(format!("agent/{i:03}").as_bytes(), seq, kind),
+                    value,
+                ));
+            }
+        }
+        out
+    };
+    let block = |entries: &[(Vec<u8>, Vec<u8>)], interval: usize| -> Vec<u8> {
+        let mut b = BlockBuilder::new(interval);
+        for (k, v) in entries {
+            b.add(k, v);
+        }
+        b.finish().to_vec()
+    };
+    let table = |entries: &[(Vec<u8>, Vec<u8>)], opts: TableBuildOptions| -> Vec<u8> {
+        let fs = FaultFs::new(1);
+        let path = Path::new("/seed.sst");
+        let file = fs.create(path).unwrap();
+        let mut b = TableBuilder::new(Arc::clone(&file), opts).unwrap();
+        for (k, v) in entries {
+            b.add(k, v).unwrap();
+        }
+        b.finish().unwrap();
+        fs.read_file(path).unwrap()
+    };
+    let garbage = |n: u32| -> Vec<u8> { (0..n).map(|i| (i * 7919 % 251) as u8).collect() };
+    let flip = |mut v: Vec<u8>, at: usize| {
+        let at = at.min(v.len() - 1);
+        v[at] ^= 0x04;
+        v
+    };
+
+    let out = corpus("block_decoder");
+    std::fs::create_dir_all(&out).unwrap();
+    let small = keys(6, 2);
+    let data16 = block(&keys(20, 1), 16);
+    let mut index = Vec::new();
+    for (i, (k, _)) in small.iter().enumerate() {
+        let mut h = Vec::new();
+        BlockHandle {
+            offset: i as u64 * 300,
+            size: 295,
+        }
+        .encode_to(&mut h);
+        index.push((k.clone(), h));
+    }
+    let long_keys: Vec<(Vec<u8>, Vec<u8>)> = (0..10u64)
+        .map(|i| {
+            (
+                internal_key(
+                    &[b'p'; 40]
+                        .iter()
+                        .copied()
+                        .chain([b'0' + i as u8])
+                        .collect::<Vec<_>>(),
+                    SeqNo(i + 1),
+                    ValueKind::Put,
+                ),
+                vec![i as u8; 3],
+            )
+        })
+        .collect();
+    let mut bad_restart = block(&small, 2);
+    let n = bad_restart.len();
+    bad_restart[n - 8] = 0x7f; // last restart offset points into the middle of an entry
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("empty-block", block(&[], 16)),
+        ("data-interval-1", block(&small, 1)),
+        ("data-interval-16", data16.clone()),
+        ("index-block", block(&index, 1)),
+        ("long-shared-prefixes", block(&long_keys, 4)),
+        ("truncated", data16[..data16.len() - 9].to_vec()),
+        ("bit-flip", flip(data16.clone(), 40)),
+        ("bad-restart", bad_restart),
+        ("garbage", garbage(120)),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(out.join(name), bytes).unwrap();
+    }
+
+    let out = corpus("table_reader");
+    std::fs::create_dir_all(&out).unwrap();
+    let tiny = TableBuildOptions {
+        block_size: 96,
+        restart_interval: 2,
+        ..TableBuildOptions::default()
+    };
+    let multi = table(&keys(12, 2), tiny);
+    let zstd = table(
+        &keys(12, 3),
+        TableBuildOptions {
+            compression: Compression::Zstd,
+            block_size: 512,
+            ..tiny
+        },
+    );
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        (
+            "one-block",
+            table(&keys(5, 1), TableBuildOptions::default()),
+        ),
+        ("multi-block", multi.clone()),
+        ("zstd-blocks", zstd.clone()),
+        (
+            "no-filter",
+            table(
+                &keys(6, 2),
+                TableBuildOptions {
+                    bloom_bits_per_key: 0,
+                    ..tiny
+                },
+            ),
+        ),
+        ("no-entries", table(&[], TableBuildOptions::default())),
+        ("truncated", multi[..multi.len() - 20].to_vec()),
+        ("bit-flip-in-data", flip(multi.clone(), 30)),
+        ("bit-flip-in-zstd", flip(zstd.clone(), 20)),
+        ("footer-only", multi[multi.len() - 64..].to_vec()),
+        ("garbage", garbage(300)),
+    ];
+    for (name, bytes) in seeds {
+        assert!(bytes.len() < 4096, "{name} is too big for a seed");
+        std::fs::write(out.join(name), bytes).unwrap();
+    }
+}

@@ -1,0 +1,349 @@
+//! Model test: random operations against the engine on `FaultFs` and against a
+//! `BTreeMap` model that knows what each durability level promises.
+//!
+//! Operations: put, delete, delete_prefix, batches across keyspaces (Sync or
+//! Buffered), gets, forward and reverse iteration, snapshot reads, flushes, full
+//! compactions, waiting for background flushes and compactions, clean reopen and simulated power loss (dropped, torn or garbage
+//! unsynced tails). After a power loss the engine must equal the model after some
+//! prefix of the writes that contains every write acknowledged as durable (`Sync`
+//! writes, and everything before a flush or an explicit WAL sync).
+//!
+//! `STRATA_MODEL_CASES` sets the number of cases (default 400).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use strata::{
+    Db, Durability, FaultFs, Fs, Keyspace, KeyspaceOptions, Options, WriteBatch, WriteOptions,
+};
+use strata_wal::CrashMode;
+
+const KEYSPACES: [&str; 2] = ["state", "logs"];
+type State = [BTreeMap<Vec<u8>, Vec<u8>>; 2];
+
+#[derive(Debug, Clone)]
+enum Write {
+    Put(usize, u8, u16),
+    Delete(usize, u8),
+    DeletePrefix(usize, u8),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Batch(Vec<Write>, bool),
+    Get(usize, u8),
+    Scan(usize, bool),
+    ScanPrefix(usize, u8, bool),
+    TakeSnapshot,
+    ReadSnapshot(usize, usize),
+    Flush(usize),
+    Compact(usize),
+    SyncWal,
+    Settle,
+    Reopen,
+    Crash(u8),
+}
+
+fn key(k: u8) -> Vec<u8> {
+    format!("k{:02}", k % 24).into_bytes()
+}
+
+fn value(k: u8, salt: u16) -> Vec<u8> {
+    let len = usize::from(salt % 700);
+    let mut v = format!("v{k}-{salt}-").into_bytes();
+    v.resize(len.max(v.len()), b'a' + (salt % 26) as u8);
+    v
+}
+
+fn write_strategy() -> impl Strategy<Value = Write> {
+    prop_oneof![
+        6 => (0..2usize, any::<u8>(), any::<u16>()).prop_map(|(s, k, v)| Write::Put(s, k, v)),
+        2 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Write::Delete(s, k)),
+        1 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Write::DeletePrefix(s, k)),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (proptest::collection::vec(write_strategy(), 1..4), any::<bool>()).prop_map(|(w, s)| Op::Batch(w, s)),
+        3 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Op::Get(s, k)),
+        2 => (0..2usize, any::<bool>()).prop_map(|(s, r)| Op::Scan(s, r)),
+        1 => (0..2usize, any::<u8>(), any::<bool>()).prop_map(|(s, p, r)| Op::ScanPrefix(s, p, r)),
+        1 => Just(Op::TakeSnapshot),
+        2 => (any::<usize>(), 0..2usize).prop_map(|(i, s)| Op::ReadSnapshot(i, s)),
+        2 => (0..2usize).prop_map(Op::Flush),
+        1 => (0..1usize).prop_map(Op::Compact),
+        1 => Just(Op::SyncWal),
+        2 => Just(Op::Settle),
+        1 => Just(Op::Reopen),
+        1 => any::<u8>().prop_map(Op::Crash),
+    ]
+}
+
+fn prefix_of(k: u8) -> Vec<u8> {
+    // "k0", "k1" or "k2": covers a third of the keys.
+    format!("k{}", k % 3).into_bytes()
+}
+
+fn apply(state: &mut State, w: &Write) {
+    match w {
+        Write::Put(s, k, v) => {
+            state[*s].insert(key(*k), value(*k, *v));
+        }
+        Write::Delete(s, k) => {
+            state[*s].remove(&key(*k));
+        }
+        Write::DeletePrefix(s, k) => {
+            let p = prefix_of(*k);
+            state[*s].retain(|key, _| !key.starts_with(&p));
+        }
+    }
+}
+
+fn ks_options() -> KeyspaceOptions {
+    KeyspaceOptions {
+        memtable_bytes: 4096,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 8,
+        l0_stop_trigger: 12,
+        base_level_bytes: 8192,
+        target_table_bytes: 4096,
+        block_size: 512,
+        ..KeyspaceOptions::default()
+    }
+}
+
+struct Harness {
+    fault: FaultFs,
+    fs: Arc<dyn Fs>,
+    db: Option<Db>,
+    keyspaces: Vec<Keyspace>,
+}
+
+impl Harness {
+    fn open(&mut self) {
+        let options = Options {
+            wal_segment_bytes: 8192,
+            max_wal_bytes: 32768,
+            ..Options::default()
+        };
+        let db = Db::open_with_fs("/model", options, Arc::clone(&self.fs)).expect("open");
+        self.keyspaces = KEYSPACES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut o = ks_options();
+                o.durability = if i == 0 {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                db.keyspace_or_create(name, o).expect("keyspace")
+            })
+            .collect();
+        self.db = Some(db);
+    }
+
+    fn close(&mut self) {
+        self.keyspaces.clear();
+        if let Some(db) = self.db.take() {
+            db.close().expect("close");
+        }
+    }
+
+    fn dump(&self, s: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.keyspaces[s]
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.expect("scan");
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+}
+
+fn run(ops: Vec<Op>, seed: u64) -> std::result::Result<(), TestCaseError> {
+    let fault = FaultFs::new(seed);
+    let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+    let mut h = Harness {
+        fault,
+        fs,
+        db: None,
+        keyspaces: Vec::new(),
+    };
+    h.open();
+    // states[i] = the model after the first i writes of the current history.
+    let mut states: Vec<State> = vec![Default::default()];
+    // Writes up to here are promised durable.
+    let mut durable = 0usize;
+    let mut snapshots: Vec<(strata::Snapshot, usize)> = Vec::new();
+    for op in ops {
+        let current = states.len() - 1;
+        match op {
+            Op::Batch(writes, sync) => {
+                let db = h.db.as_ref().expect("db");
+                let mut batch = WriteBatch::new();
+                for w in &writes {
+                    match w {
+                        Write::Put(s, k, v) => batch.put(&h.keyspaces[*s], key(*k), value(*k, *v)),
+                        Write::Delete(s, k) => batch.delete(&h.keyspaces[*s], key(*k)),
+                        Write::DeletePrefix(s, k) => {
+                            batch.delete_prefix(&h.keyspaces[*s], prefix_of(*k))
+                        }
+                    }
+                }
+                let opts = WriteOptions {
+                    durability: sync.then_some(Durability::Sync),
+                };
+                // The state keyspace defaults to Sync: a batch touching it is Sync.
+                let is_sync = sync
+                    || writes.iter().any(|w| {
+                        matches!(
+                            w,
+                            Write::Put(0, ..) | Write::Delete(0, _) | Write::DeletePrefix(0, _)
+                        )
+                    });
+                db.write_opt(batch, &opts).expect("write");
+                let mut next = states[current].clone();
+                for w in &writes {
+                    apply(&mut next, w);
+                }
+                states.push(next);
+                if is_sync {
+                    durable = states.len() - 1;
+                }
+            }
+            Op::Get(s, k) => {
+                let got = h.keyspaces[s].get(key(k)).expect("get").map(|b| b.to_vec());
+                prop_assert_eq!(got, states[current][s].get(&key(k)).cloned());
+            }
+            Op::Scan(s, reverse) => {
+                let got: Vec<(Vec<u8>, Vec<u8>)> = if reverse {
+                    h.keyspaces[s]
+                        .iter()
+                        .rev()
+                        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("scan"))
+                        .collect()
+                } else {
+                    h.keyspaces[s]
+                        .iter()
+                        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("scan"))
+                        .collect()
+                };
+                let mut want: Vec<(Vec<u8>, Vec<u8>)> =
+                    states[current][s].clone().into_iter().collect();
+                if reverse {
+                    want.reverse();
+                }
+                prop_assert_eq!(got, want);
+            }
+            Op::ScanPrefix(s, p, reverse) => {
+                let p = prefix_of(p);
+                let mut got: Vec<Vec<u8>> = h.keyspaces[s]
+                    .prefix(&p)
+                    .map(|kv| kv.expect("scan").0.to_vec())
+                    .collect();
+                if reverse {
+                    let back: Vec<Vec<u8>> = h.keyspaces[s]
+                        .prefix(&p)
+                        .rev()
+                        .map(|kv| kv.expect("scan").0.to_vec())
+                        .collect();
+                    got = back.into_iter().rev().collect();
+                }
+                let want: Vec<Vec<u8>> = states[current][s]
+                    .keys()
+                    .filter(|k| k.starts_with(&p))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+            Op::TakeSnapshot => {
+                snapshots.push((h.db.as_ref().expect("db").snapshot(), current));
+            }
+            Op::ReadSnapshot(i, s) => {
+                if !snapshots.is_empty() {
+                    let (snap, at) = &snapshots[i % snapshots.len()];
+                    let got: BTreeMap<Vec<u8>, Vec<u8>> = snap
+                        .iter(&h.keyspaces[s])
+                        .map(|kv| {
+                            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                                .expect("snapshot scan")
+                        })
+                        .collect();
+                    prop_assert_eq!(&got, &states[*at][s]);
+                }
+            }
+            Op::Flush(s) => {
+                h.keyspaces[s].flush().expect("flush");
+                durable = current;
+            }
+            Op::Compact(s) => {
+                h.keyspaces[s].compact().expect("compact");
+                durable = current;
+            }
+            Op::Settle => {
+                h.db.as_ref()
+                    .expect("db")
+                    .wait_for_background_work()
+                    .expect("settle");
+            }
+            Op::SyncWal => {
+                h.db.as_ref().expect("db").sync_wal().expect("sync");
+                durable = current;
+            }
+            Op::Reopen => {
+                snapshots.clear();
+                h.close();
+                h.open();
+                durable = current;
+                for s in 0..2 {
+                    prop_assert_eq!(&h.dump(s), &states[current][s], "after reopen");
+                }
+            }
+            Op::Crash(mode) => {
+                snapshots.clear();
+                let mode = [
+                    CrashMode::DropUnsynced,
+                    CrashMode::TornTail,
+                    CrashMode::GarbageTail,
+                ][usize::from(mode % 3)];
+                h.fault.power_off(mode);
+                h.keyspaces.clear();
+                drop(h.db.take());
+                h.fault.restart();
+                h.open();
+                let got = [h.dump(0), h.dump(1)];
+                // Some prefix of the writes, at least everything promised durable.
+                let k = (durable..states.len()).rev().find(|&k| states[k] == got);
+                let Some(k) = k else {
+                    return Err(TestCaseError::fail(format!(
+                        "after a crash the database is no prefix of the writes with at least {durable} of {} writes: {got:?}",
+                        states.len() - 1
+                    )));
+                };
+                states.truncate(k + 1);
+                durable = k;
+            }
+        }
+    }
+    h.close();
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("STRATA_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_btreemap_model(ops in proptest::collection::vec(op_strategy(), 1..250), seed in any::<u64>()) {
+        run(ops, seed)?;
+    }
+}
