@@ -13,6 +13,7 @@ use crate::engine::{BenchEngine, CompactionStyle, Compression, EngineConfig, Eng
 use crate::error::Error;
 
 pub mod memory;
+pub mod strata;
 
 /// Opens an engine on a configuration.
 pub type OpenFn = fn(&EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError>;
@@ -79,7 +80,7 @@ fn open_memory(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineErro
 }
 
 /// The engines built into this binary, by `--engine` name.
-const ENGINES: &[(&str, OpenFn)] = &[("memory", open_memory)];
+const ENGINES: &[(&str, OpenFn)] = &[("strata", strata::open), ("memory", open_memory)];
 
 /// Peer engines, which run through the same harness when built with the cargo
 /// feature `peers`.
