@@ -59,3 +59,8 @@ pub use error::{Error, Result};
 pub use options::{Compression, Durability, KeyspaceOptions, Options, WriteOptions};
 pub use stats::{KeyspaceStats, LevelStats, Stats};
 pub use strata_wal::{FaultFs, Fs, RecoveryMode, SeqNo, StdFs};
+
+/// The README's quick start, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

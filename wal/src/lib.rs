@@ -29,8 +29,3 @@ pub mod segment;
 pub use log::{Commit, RecoverySummary, TornTail, Wal, WalOptions, WalReader, WalStats};
 pub use record::WalRecord;
 pub use segment::RecoveryMode;
-
-/// The README's examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
