@@ -159,12 +159,17 @@ impl Memtable {
             chunk: Vec::new(),
             pos: 0,
             forward: true,
+            chunk_size: FIRST_CHUNK,
         }
     }
 }
 
-/// Entries fetched per skiplist search by [`MemtableIter`].
-const CHUNK: usize = 64;
+/// Entries fetched by the first skiplist search after a seek; each refill in the same
+/// direction doubles it up to [`MAX_CHUNK`], so a seek followed by one read stays cheap
+/// and a long scan pays one search per 64 entries.
+const FIRST_CHUNK: usize = 4;
+/// Largest refill of [`MemtableIter`].
+const MAX_CHUNK: usize = 64;
 
 /// A cursor over a memtable. Holds the memtable alive.
 #[derive(Debug)]
@@ -174,6 +179,8 @@ pub struct MemtableIter {
     chunk: Vec<(Bytes, Bytes)>,
     pos: usize,
     forward: bool,
+    /// How many entries the next refill fetches.
+    chunk_size: usize,
 }
 
 impl MemtableIter {
@@ -185,7 +192,7 @@ impl MemtableIter {
             .memtable
             .map
             .range((from, Bound::Unbounded))
-            .take(CHUNK)
+            .take(self.chunk_size)
         {
             self.chunk.push((e.key().0.clone(), e.value().clone()));
         }
@@ -200,7 +207,7 @@ impl MemtableIter {
             .map
             .range((Bound::Unbounded, to))
             .rev()
-            .take(CHUNK)
+            .take(self.chunk_size)
         {
             self.chunk.push((e.key().0.clone(), e.value().clone()));
         }
@@ -217,23 +224,27 @@ impl InternalIterator for MemtableIter {
     }
 
     fn seek_to_first(&mut self) -> Result<()> {
+        self.chunk_size = FIRST_CHUNK;
         self.fill_forward(Bound::Unbounded);
         Ok(())
     }
 
     fn seek_to_last(&mut self) -> Result<()> {
+        self.chunk_size = FIRST_CHUNK;
         self.fill_backward(Bound::Unbounded);
         Ok(())
     }
 
     fn seek(&mut self, target: &[u8]) -> Result<()> {
         let probe = MemKey(Bytes::copy_from_slice(target));
+        self.chunk_size = FIRST_CHUNK;
         self.fill_forward(Bound::Included(&probe));
         Ok(())
     }
 
     fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
         let probe = MemKey(Bytes::copy_from_slice(target));
+        self.chunk_size = FIRST_CHUNK;
         self.fill_backward(Bound::Included(&probe));
         Ok(())
     }
@@ -244,10 +255,12 @@ impl InternalIterator for MemtableIter {
         };
         if self.forward {
             self.pos += 1;
-            if self.pos == self.chunk.len() && self.chunk.len() == CHUNK {
+            if self.pos == self.chunk.len() && self.chunk.len() == self.chunk_size {
+                self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
                 self.fill_forward(Bound::Excluded(&MemKey(key)));
             }
         } else {
+            self.chunk_size = FIRST_CHUNK;
             self.fill_forward(Bound::Excluded(&MemKey(key)));
         }
         Ok(())
@@ -259,10 +272,12 @@ impl InternalIterator for MemtableIter {
         };
         if !self.forward {
             self.pos += 1;
-            if self.pos == self.chunk.len() && self.chunk.len() == CHUNK {
+            if self.pos == self.chunk.len() && self.chunk.len() == self.chunk_size {
+                self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
                 self.fill_backward(Bound::Excluded(&MemKey(key)));
             }
         } else {
+            self.chunk_size = FIRST_CHUNK;
             self.fill_backward(Bound::Excluded(&MemKey(key)));
         }
         Ok(())

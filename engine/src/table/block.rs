@@ -55,7 +55,7 @@ impl BlockBuilder {
     /// [`compare_internal`] order (the caller checks; the block does not), and the
     /// block must stay below 4 GiB (the table builder cuts blocks long before).
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
-        let shared = if self.counter % self.restart_interval == 0 {
+        let shared = if self.counter.is_multiple_of(self.restart_interval) {
             self.restarts
                 .push(u32::try_from(self.buf.len()).unwrap_or(u32::MAX));
             self.counter = 0;
