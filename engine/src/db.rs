@@ -346,7 +346,83 @@ struct WriteReq<'a> {
     value: &'a [u8],
 }
 
+/// Opens a database step by step: `Db::builder(path).background_threads(1).open()`.
+#[derive(Debug, Clone)]
+pub struct DbBuilder {
+    path: PathBuf,
+    options: Options,
+    fs: Option<Arc<dyn Fs>>,
+}
+
+impl DbBuilder {
+    /// Replaces every option at once.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// See [`Options::create_if_missing`].
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.options.create_if_missing = yes;
+        self
+    }
+
+    /// See [`Options::background_threads`].
+    pub fn background_threads(mut self, n: usize) -> Self {
+        self.options.background_threads = n;
+        self
+    }
+
+    /// See [`Options::block_cache_bytes`].
+    pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.options.block_cache_bytes = bytes;
+        self
+    }
+
+    /// See [`Options::use_mmap`].
+    pub fn use_mmap(mut self, yes: bool) -> Self {
+        self.options.use_mmap = yes;
+        self
+    }
+
+    /// See [`Options::wal_sync_interval`].
+    pub fn wal_sync_interval(mut self, interval: std::time::Duration) -> Self {
+        self.options.wal_sync_interval = interval;
+        self
+    }
+
+    /// See [`Options::max_wal_bytes`].
+    pub fn max_wal_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_wal_bytes = bytes;
+        self
+    }
+
+    /// Uses `fs` instead of the real file system (a [`strata_wal::FaultFs`] in tests).
+    pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = Some(fs);
+        self
+    }
+
+    /// Opens the database.
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open(self) -> Result<Db> {
+        let fs = self.fs.unwrap_or_else(|| Arc::new(StdFs::new()));
+        Db::open_with_fs(self.path, self.options, fs)
+    }
+}
+
 impl Db {
+    /// A builder for opening the database in `path` with non-default options.
+    pub fn builder(path: impl AsRef<Path>) -> DbBuilder {
+        DbBuilder {
+            path: path.as_ref().to_path_buf(),
+            options: Options::default(),
+            fs: None,
+        }
+    }
+
     /// Opens (creating if allowed) the database in directory `path` on the real file
     /// system.
     ///

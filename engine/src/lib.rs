@@ -53,7 +53,7 @@ pub mod version;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;
-pub use db::{Db, Keyspace, Snapshot, DEFAULT_KEYSPACE};
+pub use db::{Db, DbBuilder, Keyspace, Snapshot, DEFAULT_KEYSPACE};
 pub use db_iter::{Cursor, Iter};
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, KeyspaceOptions, Options, WriteOptions};

@@ -239,10 +239,15 @@ fn read_group_gets(s: &Shared, snap: &Snapshot, g: u64) -> u64 {
     let ma = snap.get(&s.ks[0], marker_key(g)).unwrap();
     let mb = snap.get(&s.ks[1], marker_key(g)).unwrap();
     let what = |k: &str| format!("snapshot at {seq:?}, group {g}, {k}");
-    let na = ma.as_deref().map_or(0, |v| batch_of(v, &what("marker in a")));
-    let nb = mb.as_deref().map_or(0, |v| batch_of(v, &what("marker in b")));
+    let na = ma
+        .as_deref()
+        .map_or(0, |v| batch_of(v, &what("marker in a")));
+    let nb = mb
+        .as_deref()
+        .map_or(0, |v| batch_of(v, &what("marker in b")));
     assert_eq!(
-        na, nb,
+        na,
+        nb,
         "torn batch: {} says batch {na}, marker in b says batch {nb}",
         what("marker in a")
     );
@@ -345,7 +350,9 @@ fn read_full_scan(s: &Shared, snap: &Snapshot, k: usize, ns: &[u64], mode: u64) 
     for (g, &n) in ns.iter().enumerate() {
         let g = g as u64;
         let marker = all.remove(marker_key(g).as_bytes());
-        let found = marker.as_deref().map_or(0, |v| batch_of(v, "scanned marker"));
+        let found = marker
+            .as_deref()
+            .map_or(0, |v| batch_of(v, "scanned marker"));
         assert_eq!(
             found,
             n,
@@ -382,20 +389,11 @@ fn reader(s: &Shared, id: u64, seed: u64) -> u64 {
     // The previous snapshot, kept alive across later flushes and compactions.
     let mut previous: Option<(Snapshot, Vec<u64>)> = None;
     let mut taken = 0;
-    while taken < MAX_SNAPSHOTS
-        && (taken < MIN_SNAPSHOTS || !s.writers_done.load(Ordering::SeqCst))
+    while taken < MAX_SNAPSHOTS && (taken < MIN_SNAPSHOTS || !s.writers_done.load(Ordering::SeqCst))
     {
-        let acked_before: Vec<u64> = s
-            .acked
-            .iter()
-            .map(|a| a.load(Ordering::SeqCst))
-            .collect();
+        let acked_before: Vec<u64> = s.acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
         let snap = s.db.snapshot();
-        let begun_after: Vec<u64> = s
-            .begun
-            .iter()
-            .map(|a| a.load(Ordering::SeqCst))
-            .collect();
+        let begun_after: Vec<u64> = s.begun.iter().map(|a| a.load(Ordering::SeqCst)).collect();
         taken += 1;
         assert!(
             snap.seqno() >= last_seq,
@@ -438,7 +436,8 @@ fn reader(s: &Shared, id: u64, seed: u64) -> u64 {
             for g in 0..GROUPS {
                 let again = read_group_gets(s, old, g);
                 assert_eq!(
-                    again, old_ns[g as usize],
+                    again,
+                    old_ns[g as usize],
                     "reader {id}: snapshot at {:?} read group {g} as batch {} and now as \
                      batch {again}",
                     old.seqno(),

@@ -280,3 +280,28 @@ fn tombstones_are_kept_until_nothing_older_lies_below() {
     assert_eq!(ks.iter().count(), 1500);
     assert_eq!(ks.iter().rev().count(), 1500);
 }
+
+#[test]
+fn the_builder_applies_its_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = Db::builder(&missing)
+        .create_if_missing(false)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(matches!(
+        Db::builder(dir.path()).background_threads(0).open(),
+        Err(Error::InvalidArgument(_))
+    ));
+    let db = Db::builder(dir.path())
+        .background_threads(1)
+        .block_cache_bytes(1 << 20)
+        .use_mmap(false)
+        .open()
+        .unwrap();
+    let ks = db.default_keyspace().unwrap();
+    ks.put("k", "v").unwrap();
+    ks.flush().unwrap();
+    assert_eq!(ks.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}

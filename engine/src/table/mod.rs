@@ -6,7 +6,7 @@
 //! - [`block`]: data and index blocks (prefix-compressed keys, restart points) and
 //!   the cursor over one block;
 //! - [`filter`]: the per-table bloom filter over user keys;
-//! - [`format`]: block handles, block trailers (compression type + CRC32), the
+//! - [`format`](mod@format): block handles, block trailers (compression type + CRC32), the
 //!   properties block and the fixed-size footer;
 //! - [`builder`]: [`TableBuilder`], which streams blocks to a file with bounded memory;
 //! - [`reader`]: [`Table`] (an open table: point lookups through the bloom filter,
