@@ -1099,6 +1099,9 @@ impl DbInner {
                 .fetch_add(user_bytes / involved.len() as u64, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
         }
+        if self.counters.writes.load(Ordering::Relaxed) % 64 == 0 {
+            self.enforce_write_buffer_budget();
+        }
         Ok(())
     }
 
@@ -1181,6 +1184,40 @@ impl DbInner {
         drop(view);
         let _ = self.jobs.send(Job::Flush(ks.id));
         true
+    }
+
+    /// Bytes held by every memtable of every keyspace.
+    pub(crate) fn memtable_bytes(&self) -> usize {
+        let catalog = self.catalog.read();
+        catalog
+            .by_id
+            .values()
+            .map(|ks| {
+                ks.view()
+                    .memtables()
+                    .map(|m| m.approximate_bytes())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Seals the largest active memtable when all memtables together pass
+    /// `Options::write_buffer_bytes`.
+    fn enforce_write_buffer_budget(&self) {
+        if self.memtable_bytes() <= self.options.write_buffer_bytes {
+            return;
+        }
+        let largest = {
+            let catalog = self.catalog.read();
+            catalog
+                .by_id
+                .values()
+                .max_by_key(|ks| ks.view().active.approximate_bytes())
+                .cloned()
+        };
+        if let Some(ks) = largest {
+            self.maybe_switch_memtable(&ks, true);
+        }
     }
 
     /// Seals and flushes every memtable of `ks`, waiting until they are in tables;

@@ -42,8 +42,13 @@ pub struct Options {
     /// Background threads for flushes and compactions. Default 2. The engine never
     /// runs more; raise it only when compactions cannot keep up with writes.
     pub background_threads: usize,
-    /// Byte capacity of the block cache shared by all keyspaces. Default 64 MiB.
+    /// Byte capacity of the block cache shared by all keyspaces. Default 64 MiB. With
+    /// `use_mmap`, uncompressed blocks are read straight from the mapping (the OS page
+    /// cache) and only compressed blocks go through this cache.
     pub block_cache_bytes: usize,
+    /// Memory budget of all memtables of all keyspaces together. Default 256 MiB. When
+    /// passed, the largest active memtable is sealed and flushed early.
+    pub write_buffer_bytes: usize,
     /// Read tables through memory maps (`true`, default) or positional reads.
     pub use_mmap: bool,
     /// Size at which the WAL rotates to a new segment. Default 64 MiB.
@@ -66,6 +71,7 @@ impl Default for Options {
             create_if_missing: true,
             background_threads: 2,
             block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 256 << 20,
             use_mmap: true,
             wal_segment_bytes: 64 << 20,
             wal_sync_interval: Duration::from_millis(100),
@@ -86,6 +92,11 @@ impl Options {
                 "background_threads is {}; it must be between 1 and 64",
                 self.background_threads
             )));
+        }
+        if self.write_buffer_bytes < 64 << 10 {
+            return Err(Error::InvalidArgument(
+                "write_buffer_bytes must be at least 64 KiB".into(),
+            ));
         }
         if self.wal_segment_bytes < 4096 {
             return Err(Error::InvalidArgument(

@@ -305,3 +305,38 @@ fn the_builder_applies_its_options() {
     ks.flush().unwrap();
     assert_eq!(ks.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+#[test]
+fn the_write_buffer_budget_is_shared_across_keyspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        write_buffer_bytes: 256 << 10,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), options).unwrap();
+    // Each keyspace alone would keep 32 MiB in memory; together they must stay near
+    // the 256 KiB budget.
+    let spaces: Vec<_> = (0..4)
+        .map(|i| {
+            db.create_keyspace(&format!("ks{i}"), KeyspaceOptions::default())
+                .unwrap()
+        })
+        .collect();
+    for i in 0..20_000u32 {
+        spaces[(i % 4) as usize]
+            .put(format!("key{i:06}"), [7u8; 100])
+            .unwrap();
+    }
+    db.wait_for_background_work().unwrap();
+    let stats = db.stats();
+    let in_memory: u64 = stats.keyspaces.iter().map(|k| k.memtable_bytes).sum();
+    let flushes: u64 = stats.keyspaces.iter().map(|k| k.flushes).sum();
+    assert!(flushes >= 4, "{stats}");
+    assert!(
+        in_memory <= 2 * (256 << 10),
+        "{in_memory} bytes in memtables: {stats}"
+    );
+    for (i, ks) in spaces.iter().enumerate() {
+        assert_eq!(ks.iter().count(), 5000, "keyspace {i}");
+    }
+}
