@@ -964,8 +964,11 @@ impl DbInner {
             return Err(Error::KeyspaceExists(name.to_string()));
         }
         let id = KeyspaceId(meta.state.next_keyspace_id);
+        let next_id =
+            id.0.checked_add(1)
+                .ok_or_else(|| Error::InvalidArgument("every keyspace id has been used".into()))?;
         let edit = VersionEdit {
-            next_keyspace_id: Some(id.0 + 1),
+            next_keyspace_id: Some(next_id),
             created_keyspaces: vec![KeyspaceRecord {
                 id,
                 name: name.to_string(),
@@ -1231,15 +1234,22 @@ impl DbInner {
             })
         })?;
         self.maybe_switch_memtable(ks, true);
+        // Wait for the memtables sealed so far only, not for those other writers seal
+        // meanwhile: under a steady stream of writes there would always be one more.
+        let target = ks.view().active_first;
+        let pending = || ks.view().sealed.iter().any(|s| s.first < target);
         loop {
-            // Flush inline; a background flush of the same keyspace may be running,
-            // in which case wait for its progress.
+            if !pending() {
+                return Ok(());
+            }
+            // Flush inline (oldest first); a background flush of the same keyspace may
+            // be running, in which case wait for its progress.
             match crate::background::flush_oldest(self, ks) {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => return Err(e),
             }
-            if ks.view().sealed.is_empty() {
+            if !pending() {
                 return Ok(());
             }
             self.check_writable()?;

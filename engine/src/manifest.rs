@@ -322,7 +322,7 @@ impl ManifestState {
                     ..KeyspaceState::default()
                 },
             );
-            self.next_keyspace_id = self.next_keyspace_id.max(k.id.0 + 1);
+            self.next_keyspace_id = self.next_keyspace_id.max(k.id.0.saturating_add(1));
         }
         for id in &edit.dropped_keyspaces {
             self.keyspaces
@@ -341,7 +341,7 @@ impl ManifestState {
             }
         }
         for (ks, meta) in &edit.added_tables {
-            self.next_file_number = self.next_file_number.max(meta.id.0 + 1);
+            self.next_file_number = self.next_file_number.max(meta.id.0.saturating_add(1));
             let state = self.keyspace_mut(*ks)?;
             if state.tables.insert(meta.id, meta.clone()).is_some() {
                 return Err(format!("table {} added twice", meta.id));

@@ -203,8 +203,8 @@ impl KeyspaceOptions {
         Ok(())
     }
 
-    /// Encodes the options for the manifest.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// Encodes the options as the manifest stores them (`docs/format/manifest.md`).
+    pub fn encode(&self) -> Vec<u8> {
         use strata_wal::codec::put_varint;
         let mut out = Vec::new();
         put_varint(&mut out, 1); // encoding version
@@ -226,8 +226,9 @@ impl KeyspaceOptions {
         out
     }
 
-    /// Decodes options written by [`KeyspaceOptions::encode`].
-    pub(crate) fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
+    /// Decodes options written by [`KeyspaceOptions::encode`]; `None` if malformed or
+    /// invalid.
+    pub fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
         let mut r = strata_wal::codec::Reader::new(bytes);
         if r.varint()? != 1 {
             return None;

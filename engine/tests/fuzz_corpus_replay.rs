@@ -40,6 +40,106 @@ fn table_reader_corpus_replays_without_panics() {
     );
 }
 
+#[test]
+fn manifest_decoder_corpus_replays_without_panics() {
+    let count = replay("manifest_decoder", strata::fuzzing::manifest_decoder);
+    assert!(
+        count >= 8,
+        "manifest_decoder seed corpus has only {count} inputs"
+    );
+}
+
+/// Regenerates the manifest seed corpus: `cargo test -p strata --test
+/// fuzz_corpus_replay -- --ignored generate_manifest`.
+#[test]
+#[ignore]
+fn generate_manifest_seed_corpus() {
+    use std::sync::Arc;
+
+    use strata::ids::{KeyspaceId, Level, TableId};
+    use strata::key::{internal_key, ValueKind};
+    use strata::manifest::{
+        encode_current, KeyspaceRecord, ManifestState, ManifestWriter, TableMeta, VersionEdit,
+    };
+    use strata::KeyspaceOptions;
+    use strata_wal::{FaultFs, Fs, SeqNo};
+
+    let out = corpus("manifest_decoder");
+    std::fs::create_dir_all(&out).expect("corpus dir");
+    let fs = FaultFs::new(3);
+    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
+    let dir = Path::new("/m");
+    shared.create_dir_all(dir).expect("dir");
+    let create = VersionEdit {
+        next_file_number: Some(2),
+        next_keyspace_id: Some(2),
+        created_keyspaces: vec![KeyspaceRecord {
+            id: KeyspaceId(1),
+            name: "agents".into(),
+            options: KeyspaceOptions::default().encode(),
+        }],
+        ..VersionEdit::default()
+    };
+    let mut state = ManifestState::default();
+    state.apply(&create).expect("apply");
+    let mut writer =
+        ManifestWriter::create(Arc::clone(&shared), dir, 1, &state, None).expect("create");
+    let table = |id: u64, lo: &str, hi: &str| TableMeta {
+        id: TableId(id),
+        level: Level(0),
+        size: 4096,
+        smallest: internal_key(lo.as_bytes(), SeqNo(1), ValueKind::Put),
+        largest: internal_key(hi.as_bytes(), SeqNo(9), ValueKind::Delete),
+        min_seq: SeqNo(1),
+        max_seq: SeqNo(9),
+        entries: 10,
+        deletions: 1,
+    };
+    let flush = VersionEdit {
+        added_tables: vec![(KeyspaceId(1), table(5, "a", "m"))],
+        flushed_seqs: vec![(KeyspaceId(1), SeqNo(9))],
+        added_prefix_tombstones: vec![(KeyspaceId(1), b"agent-3/".to_vec(), SeqNo(7))],
+        last_seq: Some(SeqNo(9)),
+        ..VersionEdit::default()
+    };
+    writer.append(&flush).expect("append");
+    writer.mark_durable().expect("mark");
+    let compaction = VersionEdit {
+        added_tables: vec![(
+            KeyspaceId(1),
+            TableMeta {
+                level: Level(1),
+                ..table(6, "a", "m")
+            },
+        )],
+        removed_tables: vec![(KeyspaceId(1), Level(0), TableId(5))],
+        removed_prefix_tombstones: vec![(KeyspaceId(1), b"agent-3/".to_vec(), SeqNo(7))],
+        ..VersionEdit::default()
+    };
+    writer.append(&compaction).expect("append");
+    let manifest = fs
+        .read_file(&dir.join("MANIFEST-000001"))
+        .expect("manifest");
+    let mut flipped = manifest.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("manifest", manifest.clone()),
+        ("manifest-torn", manifest[..manifest.len() - 5].to_vec()),
+        ("manifest-flipped", flipped),
+        ("manifest-header-only", manifest[..28].to_vec()),
+        ("edit-create", create.encode()),
+        ("edit-flush", flush.encode()),
+        ("edit-compaction", compaction.encode()),
+        ("current", encode_current(1)),
+        ("edit-unknown-tag", vec![99, 1, 0]),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(out.join(name), bytes).expect("write seed");
+    }
+}
+
 /// Regenerates both seed corpora: `cargo test -p strata --test fuzz_corpus_replay
 /// -- --ignored generate`.
 #[test]
