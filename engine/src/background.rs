@@ -287,7 +287,7 @@ pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
     // Every write the memtable owns must be in it before it is read.
     inner.publisher.wait_visible(sealed.end.prev());
     let pinned = inner.snapshots.pinned();
-    let handles = if sealed.memtable.len() > 0 {
+    let handles = if !sealed.memtable.is_empty() {
         let mut filter = VersionFilter::new(&pinned, false, &[]);
         let mut it = sealed.memtable.iter();
         build_tables(inner, ks, &mut it, &mut filter, Level(0), None)?

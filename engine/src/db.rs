@@ -571,7 +571,7 @@ impl Db {
         let inner = self.inner();
         Snapshot {
             db: Arc::clone(&self.handle),
-            guard: inner.snapshots.pin(inner.publisher.visible()),
+            guard: inner.snapshots.pin_current(|| inner.publisher.visible()),
         }
     }
 
@@ -713,7 +713,7 @@ impl DbInner {
                 }],
                 ..VersionEdit::default()
             };
-            state.apply(&edit).map_err(|e| Error::InvalidArgument(e))?;
+            state.apply(&edit).map_err(Error::InvalidArgument)?;
             (state, None)
         };
 
@@ -1102,7 +1102,7 @@ impl DbInner {
                 .fetch_add(user_bytes / involved.len() as u64, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
         }
-        if self.counters.writes.load(Ordering::Relaxed) % 64 == 0 {
+        if self.counters.writes.load(Ordering::Relaxed).is_multiple_of(64) {
             self.enforce_write_buffer_budget();
         }
         Ok(())
@@ -1280,12 +1280,12 @@ impl DbInner {
         Ok(())
     }
 
-    /// Point lookup in `ks` at `snapshot`.
+    /// Point lookup in `ks` at `snapshot` (a pinned sequence number), or as of now.
     pub(crate) fn get(
         &self,
         ks: &KeyspaceInner,
         key: &[u8],
-        snapshot: SeqNo,
+        snapshot: Option<SeqNo>,
     ) -> Result<Option<Bytes>> {
         if self.is_closed() {
             return Err(Error::Closed);
@@ -1294,6 +1294,11 @@ impl DbInner {
             return Err(Error::UnknownKeyspace(ks.name.clone()));
         }
         let view = ks.view();
+        // Unpinned, the sequence number is read after the view: every version a
+        // flush or compaction in the view dropped is then hidden by a newer one at or
+        // below it. Read before the view, a flush installed in between could have
+        // dropped the very version it needs.
+        let snapshot = snapshot.unwrap_or_else(|| self.publisher.visible());
         let found = lookup(&view, key, snapshot)?;
         let Some((seq, kind, value)) = found else {
             return Ok(None);
@@ -1526,8 +1531,7 @@ impl Keyspace {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         check_key(key)?;
-        self.inner()
-            .get(&self.ks, key, self.inner().publisher.visible())
+        self.inner().get(&self.ks, key, None)
     }
 
     /// Whether `key` has a value now.
@@ -1548,7 +1552,10 @@ impl Keyspace {
         let ks = Arc::clone(&self.ks);
         let guard = match snapshot {
             Some(s) => s.guard.duplicate(),
-            None => db.inner.snapshots.pin(db.inner.publisher.visible()),
+            None => db
+                .inner
+                .snapshots
+                .pin_current(|| db.inner.publisher.visible()),
         };
         Iter::new(Box::new(move || {
             db.inner.cursor(
@@ -1582,9 +1589,12 @@ impl Keyspace {
     /// # Errors
     /// [`Error::Closed`], [`Error::UnknownKeyspace`].
     pub fn cursor(&self) -> Result<Cursor> {
-        let seq = self.inner().publisher.visible();
-        let guard = self.inner().snapshots.pin(seq);
-        self.inner().cursor(&self.ks, seq, Some(guard), None, None)
+        let guard = self
+            .inner()
+            .snapshots
+            .pin_current(|| self.inner().publisher.visible());
+        self.inner()
+            .cursor(&self.ks, guard.seq(), Some(guard), None, None)
     }
 
     /// Seals and flushes this keyspace's memtables; returns once they are durable
@@ -1619,7 +1629,7 @@ impl Snapshot {
     pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         check_key(key)?;
-        self.db.inner.get(&keyspace.ks, key, self.guard.seq())
+        self.db.inner.get(&keyspace.ks, key, Some(self.guard.seq()))
     }
 
     /// Every key of `keyspace` at this snapshot.

@@ -164,6 +164,9 @@ impl Cursor {
     ///
     /// # Errors
     /// Corruption or I/O errors from the data read.
+    // A cursor moves and reports errors; it yields nothing, so it is not an Iterator
+    // (that is what `Iter` is for), and `next`/`prev` read as in RocksDB's cursors.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
         if !self.valid {
             return Ok(());

@@ -26,6 +26,25 @@ impl SnapshotList {
         }
     }
 
+    /// Pins the sequence number `current` returns, read while holding the list's lock.
+    ///
+    /// Flushes and compactions read the pinned list under the same lock, so each
+    /// either sees this pin or read the list before `current` ran; then `current`
+    /// (the visible sequence number, which only grows) is at or above every version
+    /// they merge, and the newest version they keep per key is the one this snapshot
+    /// reads. Pinning a number read earlier, outside the lock, races with them: a
+    /// flush that read the list in between drops the version the snapshot needs.
+    pub fn pin_current(self: &Arc<Self>, current: impl FnOnce() -> SeqNo) -> SnapshotGuard {
+        let mut pinned = self.pinned.lock();
+        let seq = current();
+        *pinned.entry(seq).or_insert(0) += 1;
+        drop(pinned);
+        SnapshotGuard {
+            list: Arc::clone(self),
+            seq,
+        }
+    }
+
     /// Every pinned sequence number, ascending.
     pub fn pinned(&self) -> Vec<SeqNo> {
         self.pinned.lock().keys().copied().collect()

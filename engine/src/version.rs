@@ -139,7 +139,7 @@ impl Version {
         for (i, level) in levels.iter_mut().enumerate() {
             if i == 0 {
                 // Newest first: table ids grow with flush order.
-                level.sort_by(|a, b| b.id().cmp(&a.id()));
+                level.sort_by_key(|t| std::cmp::Reverse(t.id()));
             } else {
                 level.sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
             }

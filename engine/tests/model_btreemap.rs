@@ -298,8 +298,8 @@ fn run(ops: Vec<Op>, seed: u64) -> std::result::Result<(), TestCaseError> {
                 h.close();
                 h.open();
                 durable = current;
-                for s in 0..2 {
-                    prop_assert_eq!(&h.dump(s), &states[current][s], "after reopen");
+                for (s, want) in states[current].iter().enumerate() {
+                    prop_assert_eq!(&h.dump(s), want, "after reopen");
                 }
             }
             Op::Crash(mode) => {
