@@ -981,6 +981,11 @@ impl DbInner {
         meta.manifest
             .append(&edit)
             .inspect_err(|e| self.poison(e))?;
+        // Marked at once: unmarked, a later bit flip in this edit would pass for a torn
+        // tail, and recovery would drop the keyspace with every write logged for it.
+        meta.manifest
+            .mark_durable()
+            .inspect_err(|e| self.poison(e))?;
         meta.state.apply(&edit).map_err(Error::InvalidArgument)?;
         let first = self.publisher.visible().plus(1);
         let ks = Arc::new(KeyspaceInner::new(
@@ -1102,7 +1107,12 @@ impl DbInner {
                 .fetch_add(user_bytes / involved.len() as u64, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
         }
-        if self.counters.writes.load(Ordering::Relaxed).is_multiple_of(64) {
+        if self
+            .counters
+            .writes
+            .load(Ordering::Relaxed)
+            .is_multiple_of(64)
+        {
             self.enforce_write_buffer_budget();
         }
         Ok(())
