@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cache::CacheStats;
 use crate::db::DbInner;
-use crate::version::NUM_LEVELS;
+use crate::version::{Version, NUM_LEVELS};
 
 /// Tables in one level.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub struct KeyspaceStats {
     pub slowdowns: u64,
     /// Times writes stopped for level 0 or sealed memtables.
     pub stops: u64,
+    /// Estimate of the live bytes in tables: the deepest level plus the tables above it
+    /// whose key range meets no table of the deepest level.
+    pub estimated_live_bytes: u64,
 }
 
 /// Database-wide statistics from [`crate::Db::stats`].
@@ -87,19 +90,13 @@ impl Stats {
         ratio(written, self.user_bytes())
     }
 
-    /// Bytes of tables on disk per byte of live data, estimated as the bytes of each
-    /// keyspace's deepest non-empty level (what a fully compacted tree would hold).
+    /// Bytes of tables on disk per byte of live data. Live data is estimated per
+    /// keyspace as its deepest level plus every table above it whose key range meets
+    /// no table of the deepest level ([`KeyspaceStats::estimated_live_bytes`]); tables
+    /// that overlap the deepest level count as garbage, so this is an upper bound.
     pub fn space_amplification(&self) -> f64 {
-        let (mut total, mut live) = (0u64, 0u64);
-        for k in &self.keyspaces {
-            total += k.levels.iter().map(|l| l.bytes).sum::<u64>();
-            live += k
-                .levels
-                .iter()
-                .rev()
-                .find(|l| l.tables > 0)
-                .map_or(0, |l| l.bytes);
-        }
+        let total: u64 = self.keyspaces.iter().flat_map(|k| &k.levels).map(|l| l.bytes).sum();
+        let live: u64 = self.keyspaces.iter().map(|k| k.estimated_live_bytes).sum();
         if total == 0 {
             1.0
         } else {
@@ -184,6 +181,19 @@ impl fmt::Display for Stats {
     }
 }
 
+/// See [`KeyspaceStats::estimated_live_bytes`].
+fn estimated_live_bytes(version: &Version) -> u64 {
+    let deepest = version.deepest_nonempty_level();
+    let bottom = &version.levels[deepest];
+    let above: u64 = version.levels[..deepest]
+        .iter()
+        .flatten()
+        .filter(|t| !bottom.iter().any(|b| b.overlaps(t.smallest_user_key(), t.largest_user_key())))
+        .map(|t| t.meta.size)
+        .sum();
+    version.level_bytes(deepest) + above
+}
+
 /// Gathers the figures.
 pub(crate) fn collect(inner: &DbInner) -> Stats {
     let mut keyspaces: Vec<KeyspaceStats> = inner
@@ -218,6 +228,7 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 stall_micros: c.stall_micros.load(Ordering::Relaxed),
                 slowdowns: c.slowdowns.load(Ordering::Relaxed),
                 stops: c.stops.load(Ordering::Relaxed),
+                estimated_live_bytes: estimated_live_bytes(&view.version),
             }
         })
         .collect();
