@@ -95,7 +95,12 @@ impl Stats {
     /// no table of the deepest level ([`KeyspaceStats::estimated_live_bytes`]); tables
     /// that overlap the deepest level count as garbage, so this is an upper bound.
     pub fn space_amplification(&self) -> f64 {
-        let total: u64 = self.keyspaces.iter().flat_map(|k| &k.levels).map(|l| l.bytes).sum();
+        let total: u64 = self
+            .keyspaces
+            .iter()
+            .flat_map(|k| &k.levels)
+            .map(|l| l.bytes)
+            .sum();
         let live: u64 = self.keyspaces.iter().map(|k| k.estimated_live_bytes).sum();
         if total == 0 {
             1.0
@@ -188,7 +193,11 @@ fn estimated_live_bytes(version: &Version) -> u64 {
     let above: u64 = version.levels[..deepest]
         .iter()
         .flatten()
-        .filter(|t| !bottom.iter().any(|b| b.overlaps(t.smallest_user_key(), t.largest_user_key())))
+        .filter(|t| {
+            !bottom
+                .iter()
+                .any(|b| b.overlaps(t.smallest_user_key(), t.largest_user_key()))
+        })
         .map(|t| t.meta.size)
         .sum();
     version.level_bytes(deepest) + above

@@ -340,3 +340,14 @@ fn the_write_buffer_budget_is_shared_across_keyspaces() {
         assert_eq!(ks.iter().count(), 5000, "keyspace {i}");
     }
 }
+
+#[test]
+fn handles_are_send_sync_and_cheap_to_clone() {
+    fn shared<T: Send + Sync + Clone>() {}
+    fn sendable<T: Send>() {}
+    shared::<Db>();
+    shared::<strata::Keyspace>();
+    sendable::<strata::Snapshot>();
+    sendable::<strata::Iter>();
+    sendable::<strata::Cursor>();
+}
