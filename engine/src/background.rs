@@ -58,6 +58,10 @@ fn worker_loop(inner: &DbInner) {
             Job::Stop => None,
         };
         let Some(ks) = ks else { continue };
+        if inner.poisoned().is_some() {
+            // After a failed write nothing more is written until reopen.
+            continue;
+        }
         let result = match job {
             Job::Flush(_) => flush_all_sealed(inner, &ks),
             Job::Compact(_) => compact_until_done(inner, &ks),
@@ -194,6 +198,8 @@ fn build_tables(
     target: Option<u64>,
 ) -> Result<Vec<Arc<TableHandle>>> {
     let mut finished: Vec<(TableId, PathBuf)> = Vec::new();
+    // Every file created, finished or not, so a failure leaves none behind.
+    let mut created: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
         let mut current: Option<(TableBuilder, TableId, PathBuf)> = None;
         let mut last_user_key: Vec<u8> = Vec::new();
@@ -216,6 +222,7 @@ fn build_tables(
                 if current.is_none() {
                     let id = TableId(inner.next_file.fetch_add(1, Ordering::SeqCst));
                     let path = inner.path.join(table_file_name(id));
+                    created.push(path.clone());
                     let file = inner.fs.create(&path)?;
                     current = Some((TableBuilder::new(file, build_options(ks))?, id, path));
                 }
@@ -269,7 +276,7 @@ fn build_tables(
     });
     if opened.is_err() {
         // Not in the manifest: remove what was written (open would remove it anyway).
-        for (_, path) in &finished {
+        for path in &created {
             let _ = inner.fs.remove(path);
         }
     }
@@ -322,14 +329,16 @@ pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
     }
     {
         let mut meta = inner.meta.lock();
-        if ks.dropped.load(Ordering::SeqCst) {
+        if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
+            discard(&handles);
             return Ok(false);
         }
-        meta.manifest
-            .append(&edit)
-            .inspect_err(|e| inner.poison(e))?;
-        meta.state.apply(&edit).map_err(|why| {
-            Error::InvalidArgument(format!("internal error applying a flush: {why}"))
+        // Idle keyspaces dropped since they were listed are no longer in the state.
+        edit.flushed_seqs
+            .retain(|(id, _)| meta.state.keyspaces.contains_key(id));
+        meta.commit(&edit, false).inspect_err(|e| {
+            discard(&handles);
+            inner.poison(e);
         })?;
         let mut view = ks.view.write();
         let mut version: Version = view.version.apply(&[], &handles);
@@ -358,6 +367,13 @@ pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
     let _ = inner.jobs.send(Job::Compact(ks.id));
     flush_for_wal_limit(inner);
     Ok(true)
+}
+
+/// Deletes the files of tables that were built but will never be installed.
+fn discard(handles: &[Arc<TableHandle>]) {
+    for h in handles {
+        h.mark_obsolete();
+    }
 }
 
 /// When the WAL holds more than `max_wal_bytes`, seals the memtable holding the
@@ -495,6 +511,9 @@ pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
 pub(crate) fn compact_all(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
     let flag = loop {
         inner.check_writable()?;
+        if ks.dropped.load(Ordering::SeqCst) {
+            return Err(Error::UnknownKeyspace(ks.name.clone()));
+        }
         if let Some(flag) = take_flag(ks, false) {
             break flag;
         }
@@ -566,11 +585,22 @@ fn run(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) 
     let removed_ids: Vec<TableId> = removed.iter().map(|(_, _, id)| *id).collect();
     {
         let mut meta = inner.meta.lock();
-        if ks.dropped.load(Ordering::SeqCst) {
+        // Outputs that will never be installed are deleted; a moved table's file is
+        // its input's, and stays.
+        let discard_outputs = || {
+            if !task.trivial_move {
+                discard(&outputs);
+            }
+        };
+        if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
+            discard_outputs();
             return Ok(());
         }
-        let mut view = ks.view.write();
-        let mut new_version = view.version.apply(&removed_ids, &outputs);
+        // Versions change only under the manifest lock, which we hold: the version
+        // computed here is still current when it is installed below, and readers are
+        // not blocked while the manifest is fsynced.
+        let current = ks.view().version.clone();
+        let mut new_version = current.apply(&removed_ids, &outputs);
         // Prefix tombstones no table can still need: nothing older than them overlaps.
         let oldest_reader = inner.snapshots.oldest().unwrap_or(SeqNo::MAX);
         let (done, keep): (Vec<_>, Vec<_>) = new_version
@@ -590,17 +620,13 @@ fn run(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) 
             removed_prefix_tombstones: done.iter().map(|(p, s)| (ks.id, p.clone(), *s)).collect(),
             ..VersionEdit::default()
         };
-        meta.manifest
-            .append(&edit)
-            .inspect_err(|e| inner.poison(e))?;
-        // Inputs are deleted below: the edit must be beyond doubt first.
-        meta.manifest
-            .mark_durable()
-            .inspect_err(|e| inner.poison(e))?;
-        meta.state.apply(&edit).map_err(|why| {
-            Error::InvalidArgument(format!("internal error applying a compaction: {why}"))
+        // Inputs are deleted below: the edit must be beyond doubt first (marked).
+        meta.commit(&edit, true).inspect_err(|e| {
+            discard_outputs();
+            inner.poison(e);
         })?;
         new_version.prefix_tombstones = Arc::new(keep);
+        let mut view = ks.view.write();
         *view = Arc::new(View {
             active: Arc::clone(&view.active),
             active_first: view.active_first,

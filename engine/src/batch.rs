@@ -57,6 +57,8 @@ pub struct WriteBatch {
     pub(crate) entries: Vec<BatchEntry>,
     pub(crate) bytes: usize,
     pub(crate) error: Option<String>,
+    /// The database the batch's keyspaces belong to (set by the first entry).
+    pub(crate) instance: Option<u64>,
 }
 
 impl WriteBatch {
@@ -67,18 +69,31 @@ impl WriteBatch {
 
     /// Sets `key` to `value` in `keyspace`.
     pub fn put(&mut self, keyspace: &Keyspace, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.note_db(keyspace);
         self.push(BatchOp::Put, keyspace.id(), key.as_ref(), value.as_ref());
     }
 
     /// Deletes `key` from `keyspace`.
     pub fn delete(&mut self, keyspace: &Keyspace, key: impl AsRef<[u8]>) {
+        self.note_db(keyspace);
         self.push(BatchOp::Delete, keyspace.id(), key.as_ref(), &[]);
     }
 
     /// Deletes every key of `keyspace` that starts with `prefix` (one tombstone, not a
     /// loop of deletes).
     pub fn delete_prefix(&mut self, keyspace: &Keyspace, prefix: impl AsRef<[u8]>) {
+        self.note_db(keyspace);
         self.push(BatchOp::DeletePrefix, keyspace.id(), prefix.as_ref(), &[]);
+    }
+
+    fn note_db(&mut self, keyspace: &Keyspace) {
+        match self.instance {
+            None => self.instance = Some(keyspace.instance()),
+            Some(i) if i != keyspace.instance() && self.error.is_none() => {
+                self.error = Some("a batch may not mix keyspaces of two databases".to_string());
+            }
+            Some(_) => {}
+        }
     }
 
     /// Number of entries.
@@ -101,6 +116,7 @@ impl WriteBatch {
         self.entries.clear();
         self.bytes = 0;
         self.error = None;
+        self.instance = None;
     }
 
     pub(crate) fn push(&mut self, op: BatchOp, keyspace: KeyspaceId, key: &[u8], value: &[u8]) {

@@ -257,6 +257,26 @@ pub(crate) struct Meta {
     pub state: ManifestState,
 }
 
+impl Meta {
+    /// Checks `edit` against a copy of the state, appends it to the manifest (fsynced),
+    /// optionally declares it durable, then applies it. An edit that does not fit the
+    /// state never reaches the disk; an I/O failure leaves the state unchanged.
+    pub(crate) fn commit(&mut self, edit: &VersionEdit, mark_durable: bool) -> Result<()> {
+        let mut next = self.state.clone();
+        next.apply(edit).map_err(|why| {
+            Error::InvalidArgument(format!(
+                "internal error: a manifest edit does not apply: {why}"
+            ))
+        })?;
+        self.manifest.append(edit)?;
+        if mark_durable {
+            self.manifest.mark_durable()?;
+        }
+        self.state = next;
+        Ok(())
+    }
+}
+
 /// Work for the background threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Job {
@@ -294,7 +314,13 @@ pub(crate) struct DbInner {
     /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
     pub progress: (Mutex<()>, Condvar),
     pub counters: DbCounters,
+    /// Tells this open database from any other in the process (batches and snapshots
+    /// must not mix keyspaces of two databases).
+    pub instance: u64,
 }
+
+/// Source of [`DbInner::instance`].
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for DbInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -538,6 +564,11 @@ impl Db {
     pub fn write_opt(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
         batch.check()?;
         let inner = self.inner();
+        if batch.instance.is_some_and(|i| i != inner.instance) {
+            return Err(Error::InvalidArgument(
+                "the batch's keyspaces belong to another database".into(),
+            ));
+        }
         let resolved: Vec<Arc<KeyspaceInner>> = {
             let catalog = inner.catalog.read();
             batch
@@ -784,7 +815,13 @@ impl DbInner {
         }
         // A fresh manifest: one snapshot edit, installed atomically.
         let manifest_number = state.next_file_number;
-        state.next_file_number += 1;
+        state.next_file_number = state.next_file_number.checked_add(1).ok_or_else(|| {
+            Error::corruption(
+                path.join(CURRENT),
+                0,
+                "the manifest's file-number counter is exhausted",
+            )
+        })?;
         let manifest = ManifestWriter::create(
             Arc::clone(&fs),
             path,
@@ -794,7 +831,13 @@ impl DbInner {
         )?;
 
         // Replay the WAL from the oldest unflushed sequence number.
-        let seq = Arc::new(SeqCounter::new(state.last_seq.plus(1)));
+        // Past every sequence number a table or a flushed point can name.
+        let floor = state
+            .keyspaces
+            .values()
+            .map(|k| k.flushed_seq)
+            .fold(state.last_seq, SeqNo::max);
+        let seq = Arc::new(SeqCounter::new(floor.plus(1)));
         let replay_from = state
             .keyspaces
             .values()
@@ -886,6 +929,7 @@ impl DbInner {
             lock: Mutex::new(Some(lock)),
             progress: (Mutex::new(()), Condvar::new()),
             counters: DbCounters::default(),
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         });
         crate::background::start_workers(&inner)?;
         let all: Vec<Arc<KeyspaceInner>> = inner.catalog.read().by_id.values().cloned().collect();
@@ -964,6 +1008,7 @@ impl DbInner {
             return Err(Error::KeyspaceExists(name.to_string()));
         }
         let id = KeyspaceId(meta.state.next_keyspace_id);
+        let visible = self.publisher.visible();
         let next_id =
             id.0.checked_add(1)
                 .ok_or_else(|| Error::InvalidArgument("every keyspace id has been used".into()))?;
@@ -974,20 +1019,17 @@ impl DbInner {
                 name: name.to_string(),
                 options: options.encode(),
             }],
-            // Nothing before now belongs to the new keyspace.
-            flushed_seqs: vec![(id, self.publisher.visible())],
+            // Nothing before now belongs to the new keyspace. The same number is the
+            // floor of the sequence counter after a restart, so no later write can get
+            // a number at or below this flushed point (and be skipped by replay).
+            flushed_seqs: vec![(id, visible)],
+            last_seq: Some(visible),
             ..VersionEdit::default()
         };
-        meta.manifest
-            .append(&edit)
-            .inspect_err(|e| self.poison(e))?;
         // Marked at once: unmarked, a later bit flip in this edit would pass for a torn
         // tail, and recovery would drop the keyspace with every write logged for it.
-        meta.manifest
-            .mark_durable()
-            .inspect_err(|e| self.poison(e))?;
-        meta.state.apply(&edit).map_err(Error::InvalidArgument)?;
-        let first = self.publisher.visible().plus(1);
+        meta.commit(&edit, true).inspect_err(|e| self.poison(e))?;
+        let first = visible.plus(1);
         let ks = Arc::new(KeyspaceInner::new(
             id,
             name.to_string(),
@@ -1009,14 +1051,14 @@ impl DbInner {
             dropped_keyspaces: vec![ks.id],
             ..VersionEdit::default()
         };
-        meta.manifest
-            .append(&edit)
-            .inspect_err(|e| self.poison(e))?;
-        meta.manifest
-            .mark_durable()
-            .inspect_err(|e| self.poison(e))?;
-        meta.state.apply(&edit).map_err(Error::InvalidArgument)?;
+        meta.commit(&edit, true).inspect_err(|e| self.poison(e))?;
         ks.dropped.store(true, Ordering::SeqCst);
+        // Wake writers stalled on it: they return `UnknownKeyspace`.
+        {
+            let (lock, cond) = &self.progress;
+            let _g = lock.lock();
+            cond.notify_all();
+        }
         {
             let mut catalog = self.catalog.write();
             catalog.by_name.remove(name);
@@ -1114,6 +1156,7 @@ impl DbInner {
             .is_multiple_of(64)
         {
             self.enforce_write_buffer_budget();
+            crate::background::flush_for_wal_limit(self);
         }
         Ok(())
     }
@@ -1123,6 +1166,9 @@ impl DbInner {
     fn maybe_stall(&self, ks: &KeyspaceInner) -> Result<()> {
         let mut slowed = false;
         loop {
+            if ks.dropped.load(Ordering::SeqCst) {
+                return Err(Error::UnknownKeyspace(ks.name.clone()));
+            }
             let view = ks.view();
             let sealed = view.sealed.len();
             let l0 = view.version.table_count(0);
@@ -1249,6 +1295,9 @@ impl DbInner {
         let target = ks.view().active_first;
         let pending = || ks.view().sealed.iter().any(|s| s.first < target);
         loop {
+            if ks.dropped.load(Ordering::SeqCst) {
+                return Err(Error::UnknownKeyspace(ks.name.clone()));
+            }
             if !pending() {
                 return Ok(());
             }
@@ -1384,6 +1433,9 @@ impl DbInner {
             let _ = w.join();
         }
         let result = self.wal.close().map_err(Error::from);
+        // A flush or compaction running in a user thread checks `closed` under this
+        // lock before it writes the manifest: once we hold it, none will.
+        let _meta = self.meta.lock();
         self.lock.lock().take();
         result
     }
@@ -1426,6 +1478,10 @@ fn check_key(key: &[u8]) -> Result<()> {
 impl Keyspace {
     pub(crate) fn id(&self) -> KeyspaceId {
         self.ks.id
+    }
+
+    pub(crate) fn instance(&self) -> u64 {
+        self.db.inner.instance
     }
 
     fn inner(&self) -> &Arc<DbInner> {
@@ -1558,6 +1614,13 @@ impl Keyspace {
         lower: Option<Vec<u8>>,
         upper: Option<Vec<u8>>,
     ) -> Iter {
+        if snapshot.is_some_and(|s| s.db.inner.instance != self.instance()) {
+            return Iter::new(Box::new(|| {
+                Err(Error::InvalidArgument(
+                    "the keyspace belongs to another database than the snapshot".into(),
+                ))
+            }));
+        }
         let db = Arc::clone(&self.db);
         let ks = Arc::clone(&self.ks);
         let guard = match snapshot {
@@ -1627,6 +1690,15 @@ impl Keyspace {
 }
 
 impl Snapshot {
+    fn check_same_db(&self, keyspace: &Keyspace) -> Result<()> {
+        if keyspace.instance() != self.db.inner.instance {
+            return Err(Error::InvalidArgument(
+                "the keyspace belongs to another database than the snapshot".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The sequence number this snapshot reads at.
     pub fn seqno(&self) -> SeqNo {
         self.guard.seq()
@@ -1639,6 +1711,7 @@ impl Snapshot {
     pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         check_key(key)?;
+        self.check_same_db(keyspace)?;
         self.db.inner.get(&keyspace.ks, key, Some(self.guard.seq()))
     }
 
@@ -1667,6 +1740,7 @@ impl Snapshot {
     /// # Errors
     /// [`Error::Closed`], [`Error::UnknownKeyspace`].
     pub fn cursor(&self, keyspace: &Keyspace) -> Result<Cursor> {
+        self.check_same_db(keyspace)?;
         self.db.inner.cursor(
             &keyspace.ks,
             self.guard.seq(),

@@ -551,6 +551,9 @@ pub struct ManifestWriter {
     file: Arc<dyn FsFile>,
     len: u64,
     marked: u64,
+    /// Set by the first failed write or fsync: the file's unsynced tail is then unknown,
+    /// so nothing more is appended to it.
+    failed: Option<String>,
 }
 
 impl ManifestWriter {
@@ -595,6 +598,7 @@ impl ManifestWriter {
             salt,
             file,
             len,
+            failed: None,
             marked: synced,
         })
     }
@@ -630,12 +634,29 @@ impl ManifestWriter {
     /// # Errors
     /// I/O errors; the caller must then treat the database as poisoned.
     pub fn append(&mut self, edit: &VersionEdit) -> Result<()> {
+        self.check()?;
         let mut buf = Vec::new();
         encode_payload(&mut buf, self.salt, &edit.encode());
-        self.file.append(&buf)?;
-        self.file.sync_data()?;
+        let written = self.file.append(&buf).and_then(|()| self.file.sync_data());
+        self.note(written)?;
         self.len += buf.len() as u64;
         Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.failed {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn note(&mut self, result: strata_wal::Result<()>) -> Result<()> {
+        result.map_err(|e| {
+            self.failed = Some(format!("writing the manifest failed: {e}"));
+            Error::from(e)
+        })
     }
 
     /// Declares every edit appended so far durable (a sync mark, fsynced). Call before
@@ -644,13 +665,14 @@ impl ManifestWriter {
     /// # Errors
     /// I/O errors.
     pub fn mark_durable(&mut self) -> Result<()> {
+        self.check()?;
         if self.marked >= self.len {
             return Ok(());
         }
         let mut buf = Vec::new();
         encode_sync_mark(&mut buf, self.salt, self.number, self.len);
-        self.file.append(&buf)?;
-        self.file.sync_data()?;
+        let written = self.file.append(&buf).and_then(|()| self.file.sync_data());
+        self.note(written)?;
         self.marked = self.len;
         self.len += buf.len() as u64;
         Ok(())

@@ -85,13 +85,19 @@ impl Drop for TableHandle {
 }
 
 /// The tables of one keyspace.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Version {
     /// `levels[0]` newest table first (tables may overlap); deeper levels sorted by
     /// key, not overlapping.
     pub levels: Vec<Vec<Arc<TableHandle>>>,
     /// Prefix tombstones held by the manifest for this keyspace.
     pub prefix_tombstones: Arc<Vec<(Vec<u8>, SeqNo)>>,
+}
+
+impl Default for Version {
+    fn default() -> Self {
+        Version::empty()
+    }
 }
 
 impl Version {

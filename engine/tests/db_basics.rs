@@ -351,3 +351,100 @@ fn handles_are_send_sync_and_cheap_to_clone() {
     sendable::<strata::Iter>();
     sendable::<strata::Cursor>();
 }
+
+#[test]
+fn keyspaces_of_another_database_are_refused() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = Db::open(dir_a.path(), Options::default()).unwrap();
+    let b = Db::open(dir_b.path(), Options::default()).unwrap();
+    let ks_a = a.default_keyspace().unwrap();
+    let ks_b = b.default_keyspace().unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(&ks_b, "k", "v");
+    assert!(matches!(a.write(batch), Err(Error::InvalidArgument(_))));
+    let mut mixed = WriteBatch::new();
+    mixed.put(&ks_a, "k", "v");
+    mixed.put(&ks_b, "k", "v");
+    assert!(matches!(a.write(mixed), Err(Error::InvalidArgument(_))));
+    let snap = a.snapshot();
+    assert!(matches!(
+        snap.get(&ks_b, "k"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        snap.iter(&ks_b).next(),
+        Some(Err(Error::InvalidArgument(_)))
+    ));
+    assert!(matches!(snap.cursor(&ks_b), Err(Error::InvalidArgument(_))));
+    assert_eq!(
+        ks_b.get("k").unwrap(),
+        None,
+        "nothing leaked into the other database"
+    );
+}
+
+#[test]
+fn dropping_a_keyspace_stops_its_flushes_and_stalled_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let options = KeyspaceOptions {
+        memtable_bytes: 4096,
+        max_sealed_memtables: 1,
+        ..KeyspaceOptions::default()
+    };
+    for round in 0..20 {
+        let name = format!("ks{round}");
+        let ks = db.create_keyspace(&name, options.clone()).unwrap();
+        let writer = {
+            let ks = ks.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    if let Err(e) = ks.put(format!("k{i:06}"), [1u8; 200]) {
+                        return Some(e);
+                    }
+                }
+                None
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        db.drop_keyspace(&name).unwrap();
+        // The writer ends (with UnknownKeyspace or after its last put), never hangs.
+        if let Some(e) = writer.join().unwrap() {
+            assert!(matches!(e, Error::UnknownKeyspace(_)), "{e}");
+        }
+        assert!(matches!(ks.flush(), Err(Error::UnknownKeyspace(_))));
+        assert!(matches!(ks.compact(), Err(Error::UnknownKeyspace(_))));
+    }
+    drop(db);
+    // Reopens cleanly: no edit names a dropped keyspace.
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(db.list_keyspaces(), vec!["default"]);
+}
+
+#[test]
+fn a_keyspace_created_after_unsynced_writes_keeps_its_sync_writes_after_power_loss() {
+    let fault = FaultFs::new(4);
+    let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+    let db = Db::open_with_fs("/db", Options::default(), Arc::clone(&fs)).unwrap();
+    let default = db.default_keyspace().unwrap();
+    for i in 0..100 {
+        default.put(format!("k{i}"), "buffered").unwrap();
+    }
+    let b = db.create_keyspace("b", KeyspaceOptions::default()).unwrap();
+    fault.power_off(strata_wal::CrashMode::DropUnsynced);
+    drop((default, b));
+    drop(db);
+    fault.restart();
+    let db = Db::open_with_fs("/db", Options::default(), Arc::clone(&fs)).unwrap();
+    let b = db.keyspace("b").unwrap();
+    b.put_opt("x", "y", &WriteOptions::sync()).unwrap();
+    drop(b);
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open_with_fs("/db", Options::default(), fs).unwrap();
+    assert_eq!(
+        db.keyspace("b").unwrap().get("x").unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+}
