@@ -38,7 +38,7 @@ use crate::manifest::{
     ManifestWriter, VersionEdit, CURRENT,
 };
 use crate::memtable::Memtable;
-use crate::merge::MergingIterator;
+use crate::merge::{LevelIterator, MergingIterator};
 use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
 use crate::snapshot::{SnapshotGuard, SnapshotList};
 use crate::table::Table;
@@ -1397,11 +1397,20 @@ impl DbInner {
                 children.push(Box::new(m.iter()));
             }
         }
-        for t in view.version.all_tables() {
-            let in_range = lower.as_deref().is_none_or(|lo| t.largest_user_key() >= lo)
-                && upper.as_deref().is_none_or(|hi| t.smallest_user_key() < hi);
-            if in_range {
-                children.push(Box::new(t.table.iter()));
+        let in_range = |t: &Arc<TableHandle>| {
+            lower.as_deref().is_none_or(|lo| t.largest_user_key() >= lo)
+                && upper.as_deref().is_none_or(|hi| t.smallest_user_key() < hi)
+        };
+        // Level 0 tables overlap: one cursor each. Deeper levels are sorted runs: one
+        // cursor per level, which opens only the table it is in.
+        for t in view.version.levels[0].iter().filter(|t| in_range(t)) {
+            children.push(Box::new(t.table.iter()));
+        }
+        for level in &view.version.levels[1..] {
+            let tables: Vec<Arc<TableHandle>> =
+                level.iter().filter(|t| in_range(t)).cloned().collect();
+            if !tables.is_empty() {
+                children.push(Box::new(LevelIterator::new(tables)));
             }
         }
         Ok(Cursor::new(

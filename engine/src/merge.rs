@@ -168,3 +168,129 @@ impl InternalIterator for MergingIterator {
             .unwrap_or_default()
     }
 }
+
+/// A cursor over one sorted level (tables not overlapping, in key order) that opens
+/// only the table it is in, so a seek touches one table per level instead of all.
+pub struct LevelIterator {
+    tables: Vec<std::sync::Arc<crate::version::TableHandle>>,
+    index: usize,
+    current: Option<crate::table::TableIter>,
+}
+
+impl LevelIterator {
+    /// A cursor over `tables`, which must be sorted by key and not overlap.
+    pub fn new(tables: Vec<std::sync::Arc<crate::version::TableHandle>>) -> Self {
+        LevelIterator {
+            tables,
+            index: 0,
+            current: None,
+        }
+    }
+
+    fn open(&mut self, index: usize) {
+        self.index = index;
+        self.current = self.tables.get(index).map(|t| t.table.iter());
+    }
+
+    /// Moves forward over exhausted tables.
+    fn skip_forward(&mut self) -> Result<()> {
+        while self.current.as_ref().is_some_and(|c| !c.valid()) {
+            if self.index + 1 >= self.tables.len() {
+                self.current = None;
+                return Ok(());
+            }
+            self.open(self.index + 1);
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_first()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves backward over exhausted tables.
+    fn skip_backward(&mut self) -> Result<()> {
+        while self.current.as_ref().is_some_and(|c| !c.valid()) {
+            if self.index == 0 {
+                self.current = None;
+                return Ok(());
+            }
+            self.open(self.index - 1);
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_last()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl InternalIterator for LevelIterator {
+    fn valid(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.valid())
+    }
+
+    fn seek_to_first(&mut self) -> Result<()> {
+        self.open(0);
+        if let Some(c) = self.current.as_mut() {
+            c.seek_to_first()?;
+        }
+        self.skip_forward()
+    }
+
+    fn seek_to_last(&mut self) -> Result<()> {
+        self.open(self.tables.len().saturating_sub(1));
+        if let Some(c) = self.current.as_mut() {
+            c.seek_to_last()?;
+        }
+        self.skip_backward()
+    }
+
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        // The first table whose largest key is at or after the target.
+        let idx = self
+            .tables
+            .partition_point(|t| compare_internal(&t.meta.largest, target) == Ordering::Less);
+        self.open(idx);
+        if let Some(c) = self.current.as_mut() {
+            c.seek(target)?;
+        }
+        self.skip_forward()
+    }
+
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+        // The last table whose smallest key is at or before the target.
+        let idx = self
+            .tables
+            .partition_point(|t| compare_internal(&t.meta.smallest, target) != Ordering::Greater);
+        if idx == 0 {
+            self.current = None;
+            return Ok(());
+        }
+        self.open(idx - 1);
+        if let Some(c) = self.current.as_mut() {
+            c.seek_for_prev(target)?;
+        }
+        self.skip_backward()
+    }
+
+    fn next(&mut self) -> Result<()> {
+        if let Some(c) = self.current.as_mut() {
+            c.next()?;
+        }
+        self.skip_forward()
+    }
+
+    fn prev(&mut self) -> Result<()> {
+        if let Some(c) = self.current.as_mut() {
+            c.prev()?;
+        }
+        self.skip_backward()
+    }
+
+    fn key(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.key())
+    }
+
+    fn value(&self) -> Bytes {
+        self.current.as_ref().map(|c| c.value()).unwrap_or_default()
+    }
+}

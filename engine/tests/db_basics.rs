@@ -279,6 +279,51 @@ fn tombstones_are_kept_until_nothing_older_lies_below() {
     }
     assert_eq!(ks.iter().count(), 1500);
     assert_eq!(ks.iter().rev().count(), 1500);
+    // Seeks and direction changes across the tables of every level land on the live
+    // (odd) keys around the target.
+    let mut c = ks.cursor().unwrap();
+    for probe in (0..3000u32).step_by(7) {
+        let target = format!("key{probe:05}");
+        c.seek(target.as_bytes()).unwrap();
+        let next_odd = if probe % 2 == 1 { probe } else { probe + 1 };
+        if next_odd < 3000 {
+            assert_eq!(
+                c.key(),
+                format!("key{next_odd:05}").as_bytes(),
+                "seek {target}"
+            );
+            c.prev().unwrap();
+            if next_odd >= 3 {
+                assert_eq!(
+                    c.key(),
+                    format!("key{:05}", next_odd - 2).as_bytes(),
+                    "prev after seek {target}"
+                );
+                c.next().unwrap();
+                assert_eq!(
+                    c.key(),
+                    format!("key{next_odd:05}").as_bytes(),
+                    "next after prev {target}"
+                );
+            }
+        } else {
+            assert!(!c.valid());
+        }
+        c.seek_for_prev(target.as_bytes()).unwrap();
+        let prev_odd = if probe % 2 == 1 {
+            Some(probe)
+        } else {
+            probe.checked_sub(1)
+        };
+        match prev_odd {
+            Some(p) => assert_eq!(
+                c.key(),
+                format!("key{p:05}").as_bytes(),
+                "seek_for_prev {target}"
+            ),
+            None => assert!(!c.valid()),
+        }
+    }
 }
 
 #[test]
