@@ -14,7 +14,7 @@ use strata_wal::SeqNo;
 
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
-use crate::key::{internal_key, parse_internal_key, seek_key, ValueKind};
+use crate::key::{internal_key, parse_internal_key, seek_key, ParsedKey, ValueKind};
 use crate::merge::MergingIterator;
 use crate::snapshot::SnapshotGuard;
 use crate::version::{covered_by_prefix_tombstone, Version};
@@ -203,6 +203,18 @@ impl Cursor {
         )
     }
 
+    /// Whether a version visible at the snapshot hides its key: a point tombstone, or
+    /// a value under a newer prefix tombstone.
+    fn hidden(&self, parsed: &ParsedKey<'_>) -> bool {
+        parsed.kind == ValueKind::Delete
+            || covered_by_prefix_tombstone(
+                &self.tombstones,
+                parsed.user_key,
+                parsed.seq,
+                self.snapshot,
+            )
+    }
+
     /// Forward: the first visible entry at or after the inner position, skipping
     /// every version of `skip`.
     fn find_next(&mut self, mut skip: Option<Vec<u8>>) -> Result<()> {
@@ -218,14 +230,7 @@ impl Cursor {
                 self.inner.next()?;
                 continue;
             }
-            let hidden = parsed.kind == ValueKind::Delete
-                || covered_by_prefix_tombstone(
-                    &self.tombstones,
-                    parsed.user_key,
-                    parsed.seq,
-                    self.snapshot,
-                );
-            if hidden {
+            if self.hidden(&parsed) {
                 skip = Some(parsed.user_key.to_vec());
                 self.inner.next()?;
                 continue;
@@ -257,14 +262,7 @@ impl Cursor {
                 if have_value && parsed.user_key < saved_key.as_slice() {
                     break;
                 }
-                let hidden = parsed.kind == ValueKind::Delete
-                    || covered_by_prefix_tombstone(
-                        &self.tombstones,
-                        parsed.user_key,
-                        parsed.seq,
-                        self.snapshot,
-                    );
-                if hidden {
+                if self.hidden(&parsed) {
                     have_value = false;
                     saved_key.clear();
                 } else {
