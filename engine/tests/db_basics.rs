@@ -504,10 +504,18 @@ fn an_idle_keyspace_does_not_pin_the_wal() {
     };
     let db = Db::open(dir.path(), options).unwrap();
     let busy = db
-        .create_keyspace("busy", KeyspaceOptions { memtable_bytes: 32 << 10, ..KeyspaceOptions::default() })
+        .create_keyspace(
+            "busy",
+            KeyspaceOptions {
+                memtable_bytes: 32 << 10,
+                ..KeyspaceOptions::default()
+            },
+        )
         .unwrap();
     // One small write that never fills its 32 MiB memtable.
-    let idle = db.create_keyspace("idle", KeyspaceOptions::default()).unwrap();
+    let idle = db
+        .create_keyspace("idle", KeyspaceOptions::default())
+        .unwrap();
     idle.put("only", "write").unwrap();
     for i in 0..20_000u32 {
         busy.put(format!("k{i:06}"), [3u8; 100]).unwrap();
@@ -515,11 +523,27 @@ fn an_idle_keyspace_does_not_pin_the_wal() {
     db.wait_for_background_work().unwrap();
     let stats = db.stats();
     // 20 000 writes are about 2.8 MB of log: without the bound, dozens of segments.
-    assert!(stats.wal_segments <= 8, "{} WAL segments: {stats}", stats.wal_segments);
-    assert!(stats.keyspaces.iter().find(|k| k.name == "idle").unwrap().flushes >= 1, "{stats}");
+    assert!(
+        stats.wal_segments <= 8,
+        "{} WAL segments: {stats}",
+        stats.wal_segments
+    );
+    assert!(
+        stats
+            .keyspaces
+            .iter()
+            .find(|k| k.name == "idle")
+            .unwrap()
+            .flushes
+            >= 1,
+        "{stats}"
+    );
     drop((busy, idle));
     drop(db);
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(db.keyspace("idle").unwrap().get("only").unwrap().as_deref(), Some(&b"write"[..]));
+    assert_eq!(
+        db.keyspace("idle").unwrap().get("only").unwrap().as_deref(),
+        Some(&b"write"[..])
+    );
     assert_eq!(db.keyspace("busy").unwrap().iter().count(), 20_000);
 }

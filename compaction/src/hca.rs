@@ -1,0 +1,551 @@
+//! Hierarchical adaptive compaction (HCA): tiered where writes dominate, leveled where
+//! reads do, chosen per level from a cost model and the keyspace's observed mix.
+//!
+//! Shape: level 0 as in the other policies; every level between the base and the last
+//! may hold up to `K_i` runs (its capacity computed from the last level, size ratio T,
+//! as in [`shape`](crate::shape)); the last level holds one run — *lazy leveling*: most
+//! data sits in the last level, so keeping it a single run bounds space amplification
+//! and point-read cost, while the small upper levels, tiered, absorb writes cheaply.
+//!
+//! Mechanics: a merge arriving at an upper level joins its newest run while that run is
+//! below its share (`capacity / K_i`) or the level already holds `K_i` runs, and
+//! otherwise starts a new run; a level at capacity drains whole into the next. A level
+//! with `K_i = 1` over another single-run level compacts table by table, exactly like
+//! [`Leveled`](crate::Leveled), so HCA with every `K_i = 1` *is* leveled compaction.
+//! Tables that overlap nothing below are moved, not rewritten, so time-ordered appends
+//! reach the last level without a rewrite.
+//!
+//! Choice of `K_i`: [`Hca::observe`] evaluates the [`CostModel`] for the observed mix and
+//! each level's ratio (`T`, or for the base level its capacity over a level-0 merge),
+//! and adopts a new shape only if it is cheaper by more than `margin` of the current
+//! shape's cost, for `confirmations` windows in a row (hysteresis), so the shape does not
+//! flap between neighbours. Lowering `K_i` makes the level's surplus runs merge at once;
+//! raising it costs nothing.
+
+use crate::cost::CostModel;
+use crate::decision::Decision;
+use crate::error::{Error, Result};
+use crate::mix::WorkloadMix;
+use crate::planner::{self, Plan};
+use crate::policy::{CompactionPolicy, Debt, LevelLimit};
+use crate::shape::LevelTargets;
+use crate::tree::TreeDesc;
+
+/// When [`Hca`] changes its shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hysteresis {
+    /// Windows with fewer operations than this are ignored. Default 10 000.
+    pub min_window_ops: u64,
+    /// A new shape must cut the modelled cost of the upper levels by more than this
+    /// fraction. Default 0.1.
+    pub margin: f64,
+    /// ... in this many consecutive observations (the same new shape each time).
+    /// Default 3; 1 adopts at once.
+    pub confirmations: u32,
+}
+
+impl Default for Hysteresis {
+    fn default() -> Self {
+        Hysteresis {
+            min_window_ops: 10_000,
+            margin: 0.1,
+            confirmations: 3,
+        }
+    }
+}
+
+/// Options of [`Hca`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HcaConfig {
+    /// Size ratio between adjacent levels. Default 10; at least 2.
+    pub size_ratio: u64,
+    /// Smallest capacity of the base level. Default 64 MiB (the engine's
+    /// `base_level_bytes`).
+    pub base_level_bytes: u64,
+    /// Level-0 runs that trigger a merge. Default 4; at least 1.
+    pub l0_trigger: usize,
+    /// Largest `K_i` the model may choose. Default 10 (= the default size ratio: more
+    /// runs than merges per fill buys nothing).
+    pub max_runs_per_level: usize,
+    /// `K_i` before the first observation. Default 3 (about the square root of T,
+    /// between leveling and tiering).
+    pub initial_runs_per_level: usize,
+    /// The cost model.
+    pub cost: CostModel,
+    /// When to change shape.
+    pub hysteresis: Hysteresis,
+}
+
+impl Default for HcaConfig {
+    fn default() -> Self {
+        HcaConfig {
+            size_ratio: 10,
+            base_level_bytes: 64 << 20,
+            l0_trigger: 4,
+            max_runs_per_level: 10,
+            initial_runs_per_level: 3,
+            cost: CostModel::default(),
+            hysteresis: Hysteresis::default(),
+        }
+    }
+}
+
+impl HcaConfig {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.size_ratio < 2 {
+            return Err(Error::config("HcaConfig::size_ratio", "must be at least 2"));
+        }
+        if self.base_level_bytes == 0 {
+            return Err(Error::config(
+                "HcaConfig::base_level_bytes",
+                "must be positive",
+            ));
+        }
+        if self.l0_trigger == 0 {
+            return Err(Error::config("HcaConfig::l0_trigger", "must be at least 1"));
+        }
+        if self.max_runs_per_level == 0 {
+            return Err(Error::config(
+                "HcaConfig::max_runs_per_level",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=self.max_runs_per_level).contains(&self.initial_runs_per_level) {
+            return Err(Error::config(
+                "HcaConfig::initial_runs_per_level",
+                "must be between 1 and max_runs_per_level",
+            ));
+        }
+        if self.cost.page_bytes == 0 {
+            return Err(Error::config(
+                "HcaConfig::cost.page_bytes",
+                "must be positive",
+            ));
+        }
+        let p = self.cost.bloom_false_positive_rate;
+        if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+            return Err(Error::config(
+                "HcaConfig::cost.bloom_false_positive_rate",
+                "must be between 0 and 1",
+            ));
+        }
+        let m = self.hysteresis.margin;
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(Error::config(
+                "HcaConfig::hysteresis.margin",
+                "must be a non-negative number",
+            ));
+        }
+        if self.hysteresis.confirmations == 0 {
+            return Err(Error::config(
+                "HcaConfig::hysteresis.confirmations",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The HCA policy. Its adaptive state (the current `K_i`) lives in memory: after a
+/// restart it begins again from `initial_runs_per_level`.
+#[derive(Debug, Clone)]
+pub struct Hca {
+    config: HcaConfig,
+    /// `K_i` by level (index 0 and the last level unused).
+    runs: Vec<usize>,
+    /// A proposed shape and how many observations in a row proposed it.
+    pending: Option<(Vec<usize>, u32)>,
+    /// Bytes of a typical level-0 table, last seen.
+    flush_bytes: Option<u64>,
+    changes: u64,
+}
+
+impl Hca {
+    /// An HCA policy with `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `config` does not [`validate`](HcaConfig::validate).
+    pub fn new(config: HcaConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Hca {
+            config,
+            runs: Vec::new(),
+            pending: None,
+            flush_bytes: None,
+            changes: 0,
+        })
+    }
+
+    /// The options.
+    pub fn config(&self) -> &HcaConfig {
+        &self.config
+    }
+
+    /// `K_i`: the runs `level` may hold now (for the levels between the base and the
+    /// last; level 0 and the last level are bounded otherwise).
+    pub fn runs_at(&self, level: usize) -> usize {
+        self.runs
+            .get(level)
+            .copied()
+            .unwrap_or(self.config.initial_runs_per_level)
+    }
+
+    /// How many times the shape has changed.
+    pub fn shape_changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Each level's ratio of capacity to what one merge brings into it: T, except for the
+    /// base level, fed by level-0 merges of about `l0_trigger` flushes.
+    fn ratios(&self, tree: &TreeDesc, targets: &LevelTargets) -> Vec<f64> {
+        let n = tree.levels.len();
+        let t = self.config.size_ratio as f64;
+        let mut ratios = vec![t; n];
+        let last = n.saturating_sub(1);
+        let b = targets.base_level;
+        if (1..last).contains(&b) {
+            let flush = l0_table_bytes(tree).or(self.flush_bytes);
+            if let Some(f) = flush.filter(|f| *f > 0) {
+                let arrival = f.saturating_mul(self.config.l0_trigger as u64) as f64;
+                ratios[b] = (targets.capacity_of(b) as f64 / arrival).max(1.0);
+            }
+        }
+        ratios
+    }
+
+    fn plan(&self, tree: &TreeDesc) -> Plan {
+        let targets =
+            LevelTargets::compute(tree, self.config.size_ratio, self.config.base_level_bytes);
+        let n = tree.levels.len();
+        let last = n.saturating_sub(1);
+        let k = |i: usize| self.runs_at(i).max(1);
+        let limits = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    LevelLimit {
+                        max_runs: self.config.l0_trigger - 1,
+                        max_bytes: u64::MAX,
+                    }
+                } else if i == last {
+                    LevelLimit {
+                        max_runs: 1,
+                        max_bytes: u64::MAX,
+                    }
+                } else if i < targets.base_level {
+                    LevelLimit {
+                        max_runs: 0,
+                        max_bytes: 0,
+                    }
+                } else {
+                    LevelLimit {
+                        max_runs: k(i),
+                        max_bytes: targets.capacity_of(i),
+                    }
+                }
+            })
+            .collect();
+        Plan {
+            run_share: (0..n)
+                .map(|i| targets.capacity_of(i) / k(i) as u64)
+                .collect(),
+            leveled: (0..n).map(|i| i > 0 && (i == last || k(i) == 1)).collect(),
+            targets,
+            limits,
+            join_when_full: true,
+        }
+    }
+}
+
+/// Average bytes of a level-0 table, if level 0 holds any.
+fn l0_table_bytes(tree: &TreeDesc) -> Option<u64> {
+    let l0 = tree.levels.first()?;
+    let count = l0.table_count() as u64;
+    (count > 0).then(|| l0.bytes() / count)
+}
+
+impl CompactionPolicy for Hca {
+    fn name(&self) -> &'static str {
+        "hca"
+    }
+
+    fn observe(&mut self, mix: &WorkloadMix, tree: &TreeDesc) {
+        if let Some(f) = l0_table_bytes(tree) {
+            self.flush_bytes = Some(f);
+        }
+        let n = tree.levels.len();
+        if n < 3 || mix.total_ops() < self.config.hysteresis.min_window_ops {
+            return;
+        }
+        let last = n - 1;
+        if self.runs.len() < n {
+            self.runs.resize(n, self.config.initial_runs_per_level);
+        }
+        let targets =
+            LevelTargets::compute(tree, self.config.size_ratio, self.config.base_level_bytes);
+        let ratios = self.ratios(tree, &targets);
+        let model = &self.config.cost;
+        let mut proposal = self.runs.clone();
+        for i in 1..last {
+            proposal[i] = model.best_runs(ratios[i], self.config.max_runs_per_level, mix);
+        }
+        // Levels above the base hold nothing: their K changes for free.
+        let base = targets.base_level.clamp(1, last);
+        self.runs[1..base].copy_from_slice(&proposal[1..base]);
+        let live = base..last;
+        if proposal[live.clone()] == self.runs[live.clone()] {
+            self.pending = None;
+            return;
+        }
+        let cost = |ks: &[usize]| -> f64 {
+            live.clone()
+                .map(|i| model.level_cost(ratios[i], ks[i], mix))
+                .sum()
+        };
+        let (current, proposed) = (cost(&self.runs), cost(&proposal));
+        if current - proposed <= self.config.hysteresis.margin * current {
+            self.pending = None;
+            return;
+        }
+        let seen = match &self.pending {
+            Some((p, c)) if *p == proposal => c + 1,
+            _ => 1,
+        };
+        if seen >= self.config.hysteresis.confirmations {
+            self.runs = proposal;
+            self.pending = None;
+            self.changes += 1;
+        } else {
+            self.pending = Some((proposal, seen));
+        }
+    }
+
+    fn decide(&self, tree: &TreeDesc) -> Decision {
+        planner::decide(tree, &self.plan(tree))
+    }
+
+    fn limits(&self, tree: &TreeDesc) -> Vec<LevelLimit> {
+        self.plan(tree).limits
+    }
+
+    fn debt(&self, tree: &TreeDesc) -> Debt {
+        planner::debt(tree, &self.plan(tree))
+    }
+
+    fn summary(&self) -> String {
+        let ks: Vec<String> = if self.runs.len() > 2 {
+            self.runs[1..self.runs.len() - 1]
+                .iter()
+                .map(usize::to_string)
+                .collect()
+        } else {
+            vec![format!("{}*", self.config.initial_runs_per_level)]
+        };
+        format!(
+            "hca T={} K(L1..)=[{}] last=1 changes={}",
+            self.config.size_ratio,
+            ks.join(","),
+            self.changes
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{validate, Move, Placement, Reason};
+    use crate::tree::tests::{t, tree};
+    use crate::tree::{TableId, TableRef};
+
+    fn config(confirmations: u32) -> HcaConfig {
+        HcaConfig {
+            base_level_bytes: 100,
+            hysteresis: Hysteresis {
+                min_window_ops: 100,
+                margin: 0.1,
+                confirmations,
+            },
+            ..HcaConfig::default()
+        }
+    }
+
+    /// Five levels, last 1 000 000 bytes: base is L1 (capacities 1e3, 1e4, 1e5).
+    fn deep() -> TreeDesc {
+        tree(vec![
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![vec![t(1, 0, 999, 1_000_000)]],
+        ])
+    }
+
+    fn mix(writes: u64, reads: u64) -> WorkloadMix {
+        WorkloadMix {
+            writes,
+            write_bytes: writes * 128,
+            point_reads: reads,
+            scans: 0,
+        }
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let bad = |f: fn(&mut HcaConfig)| {
+            let mut c = HcaConfig::default();
+            f(&mut c);
+            Hca::new(c).is_err()
+        };
+        assert!(bad(|c| c.size_ratio = 1));
+        assert!(bad(|c| c.initial_runs_per_level = 11));
+        assert!(bad(|c| c.initial_runs_per_level = 0));
+        assert!(bad(|c| c.cost.bloom_false_positive_rate = 2.0));
+        assert!(bad(|c| c.hysteresis.margin = f64::NAN));
+        assert!(bad(|c| c.hysteresis.confirmations = 0));
+        assert!(!bad(|_| {}));
+    }
+
+    #[test]
+    fn writes_drift_toward_tiering_and_reads_toward_leveling() {
+        let tr = deep();
+        let mut p = Hca::new(config(1)).unwrap();
+        assert_eq!(p.runs_at(2), 3);
+        p.observe(&mix(950, 50), &tr);
+        assert_eq!((p.runs_at(1), p.runs_at(2), p.runs_at(3)), (10, 10, 10));
+        p.observe(&mix(50, 950), &tr);
+        assert_eq!((p.runs_at(1), p.runs_at(2), p.runs_at(3)), (1, 1, 1));
+        assert_eq!(p.shape_changes(), 2);
+        // A window too small to judge changes nothing.
+        p.observe(&mix(99, 0), &tr);
+        assert_eq!(p.runs_at(2), 1);
+    }
+
+    #[test]
+    fn hysteresis_needs_consecutive_confirmations() {
+        let tr = deep();
+        let mut p = Hca::new(config(3)).unwrap();
+        p.observe(&mix(950, 50), &tr);
+        p.observe(&mix(950, 50), &tr);
+        p.observe(&mix(50, 950), &tr);
+        p.observe(&mix(950, 50), &tr);
+        p.observe(&mix(950, 50), &tr);
+        assert_eq!((p.runs_at(2), p.shape_changes()), (3, 0));
+        p.observe(&mix(950, 50), &tr);
+        assert_eq!((p.runs_at(2), p.shape_changes()), (10, 1));
+    }
+
+    #[test]
+    fn mixes_near_a_boundary_do_not_flap() {
+        let tr = deep();
+        let mut p = Hca::new(config(1)).unwrap();
+        // Find two neighbouring mixes whose optimum differs by one run.
+        let model = CostModel::default();
+        let (mut a, mut b) = (None, None);
+        for w in 1..1000u64 {
+            let k1 = model.best_runs(10.0, 10, &mix(w, 1000 - w));
+            let k2 = model.best_runs(10.0, 10, &mix(w + 1, 999 - w));
+            if k1 >= 3 && k2 == k1 + 1 {
+                a = Some(mix(w, 1000 - w));
+                b = Some(mix(w + 1, 999 - w));
+                break;
+            }
+        }
+        let (a, b) = (a.unwrap(), b.unwrap());
+        p.observe(&a, &tr);
+        let settled = p.shape_changes();
+        for _ in 0..20 {
+            p.observe(&b, &tr);
+            p.observe(&a, &tr);
+        }
+        assert_eq!(p.shape_changes(), settled, "flapped: {}", p.summary());
+    }
+
+    #[test]
+    fn upper_levels_hold_several_runs_and_the_last_level_one() {
+        let mut p = Hca::new(config(1)).unwrap();
+        let tr = tree(vec![
+            vec![],
+            vec![],
+            vec![vec![t(1, 0, 50, 1000)], vec![t(2, 0, 50, 1000)]],
+            vec![vec![t(4, 0, 999, 5000)]],
+            vec![vec![t(3, 0, 999, 1_000_000)]],
+        ]);
+        p.observe(&mix(950, 50), &tr);
+        assert_eq!(p.runs_at(2), 10);
+        // L2 (capacity 10 000) holds 2 runs of 1000: within K = 10.
+        assert_eq!(p.decide(&tr), Decision::Nothing);
+        let limits = p.limits(&tr);
+        assert_eq!(limits[2].max_runs, 10);
+        assert_eq!(limits[4].max_runs, 1);
+        // Reads take over: K = 1, so L2 drains its two runs into L3's single run.
+        p.observe(&mix(50, 950), &tr);
+        let d = p.decide(&tr);
+        let Decision::Merge(m) = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            (m.output_level, m.reason, m.inputs.len()),
+            (3, Reason::Runs, 3)
+        );
+        assert_eq!(m.placement, Placement::Into(0));
+        assert_eq!(validate(&tr, &d), Ok(()));
+    }
+
+    #[test]
+    fn a_full_level_above_the_last_merges_into_its_single_run() {
+        let mut p = Hca::new(config(1)).unwrap();
+        let tr = tree(vec![
+            vec![],
+            vec![],
+            vec![],
+            vec![vec![t(1, 0, 500, 60_000)], vec![t(2, 0, 500, 50_000)]],
+            vec![vec![t(3, 0, 300, 500_000), t(4, 301, 999, 500_000)]],
+        ]);
+        p.observe(&mix(950, 50), &tr);
+        let d = p.decide(&tr);
+        let Decision::Merge(m) = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            (m.output_level, m.placement, m.bottommost),
+            (4, Placement::Into(0), true)
+        );
+        assert_eq!(
+            m.inputs.len(),
+            4,
+            "both runs and every overlapping last-level table"
+        );
+        assert_eq!(validate(&tr, &d), Ok(()));
+    }
+
+    #[test]
+    fn time_ordered_tables_are_moved_not_rewritten() {
+        let p = Hca::new(HcaConfig {
+            l0_trigger: 2,
+            ..config(1)
+        })
+        .unwrap();
+        let tr = tree(vec![
+            vec![vec![t(6, 2000, 2999, 100)], vec![t(5, 1000, 1999, 100)]],
+            vec![],
+            vec![],
+            vec![],
+            vec![vec![t(3, 0, 999, 1_000_000)]],
+        ]);
+        let d = p.decide(&tr);
+        assert_eq!(
+            d,
+            Decision::Move(Move {
+                table: TableRef {
+                    level: 0,
+                    id: TableId(5)
+                },
+                to_level: 4,
+                placement: Placement::Into(0),
+            })
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The observed workload mix of a keyspace: how many writes, point reads and scans it
+//! served over a sliding window.
+//!
+//! The engine counts operations on its hot path (with atomics), closes a period now and
+//! then (every flush, or every few seconds), pushes the period's counts into a
+//! [`MixWindow`] and hands the window's sum to the adaptive policy. A window of several
+//! periods smooths bursts; the policy's hysteresis (see [`hca`](crate::hca)) does the
+//! rest. Trade-off: counts, not costs — the mix says what the keyspace is asked to do,
+//! the cost model says what each kind of operation costs for a given tree shape.
+
+use std::collections::VecDeque;
+
+/// Operation counts over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkloadMix {
+    /// Writes (puts and deletes).
+    pub writes: u64,
+    /// Bytes those writes add to the tree (key plus inline value, or plus a value
+    /// pointer under key-value separation). Sets the write cost per operation.
+    pub write_bytes: u64,
+    /// Point reads (`get`).
+    pub point_reads: u64,
+    /// Range scans (each counts once, whatever its length).
+    pub scans: u64,
+}
+
+impl WorkloadMix {
+    /// Writes, point reads and scans together.
+    pub fn total_ops(&self) -> u64 {
+        self.writes
+            .saturating_add(self.point_reads)
+            .saturating_add(self.scans)
+    }
+
+    /// Adds another window's counts.
+    pub fn add(&mut self, other: &WorkloadMix) {
+        self.writes = self.writes.saturating_add(other.writes);
+        self.write_bytes = self.write_bytes.saturating_add(other.write_bytes);
+        self.point_reads = self.point_reads.saturating_add(other.point_reads);
+        self.scans = self.scans.saturating_add(other.scans);
+    }
+
+    /// Fractions of writes, point reads and scans among all operations (all zero for an
+    /// empty window).
+    pub fn fractions(&self) -> (f64, f64, f64) {
+        let total = self.total_ops();
+        if total == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let t = total as f64;
+        (
+            self.writes as f64 / t,
+            self.point_reads as f64 / t,
+            self.scans as f64 / t,
+        )
+    }
+
+    /// Average bytes per write, if any write was seen.
+    pub fn bytes_per_write(&self) -> Option<f64> {
+        (self.writes > 0 && self.write_bytes > 0)
+            .then(|| self.write_bytes as f64 / self.writes as f64)
+    }
+}
+
+/// A sliding window over the last `periods` periods of counts.
+#[derive(Debug, Clone)]
+pub struct MixWindow {
+    periods: VecDeque<WorkloadMix>,
+    capacity: usize,
+}
+
+impl MixWindow {
+    /// A window over the last `periods` periods (at least one).
+    pub fn new(periods: usize) -> Self {
+        let capacity = periods.max(1);
+        MixWindow {
+            periods: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Adds a closed period's counts, forgetting the oldest period when full.
+    pub fn push(&mut self, period: WorkloadMix) {
+        if self.periods.len() == self.capacity {
+            self.periods.pop_front();
+        }
+        self.periods.push_back(period);
+    }
+
+    /// The counts over the window.
+    pub fn mix(&self) -> WorkloadMix {
+        let mut sum = WorkloadMix::default();
+        for p in &self.periods {
+            sum.add(p);
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_forgets_the_oldest_period() {
+        let mut w = MixWindow::new(2);
+        let p = |writes| WorkloadMix {
+            writes,
+            write_bytes: writes * 10,
+            point_reads: 1,
+            scans: 0,
+        };
+        w.push(p(1));
+        w.push(p(2));
+        w.push(p(4));
+        let m = w.mix();
+        assert_eq!((m.writes, m.write_bytes, m.point_reads), (6, 60, 2));
+        let (wf, rf, sf) = m.fractions();
+        assert!((wf - 0.75).abs() < 1e-9 && (rf - 0.25).abs() < 1e-9 && sf == 0.0);
+        assert_eq!(m.bytes_per_write(), Some(10.0));
+        assert_eq!(WorkloadMix::default().fractions(), (0.0, 0.0, 0.0));
+        assert_eq!(MixWindow::new(0).capacity, 1);
+    }
+}
