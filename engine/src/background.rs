@@ -336,7 +336,13 @@ pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
         // Idle keyspaces dropped since they were listed are no longer in the state.
         edit.flushed_seqs
             .retain(|(id, _)| meta.state.keyspaces.contains_key(id));
-        meta.commit(&edit, false).inspect_err(|e| {
+        meta.commit(
+            &edit,
+            false,
+            &inner.next_file,
+            inner.options.manifest_rollover_bytes,
+        )
+        .inspect_err(|e| {
             discard(&handles);
             inner.poison(e);
         })?;
@@ -621,7 +627,13 @@ fn run(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) 
             ..VersionEdit::default()
         };
         // Inputs are deleted below: the edit must be beyond doubt first (marked).
-        meta.commit(&edit, true).inspect_err(|e| {
+        meta.commit(
+            &edit,
+            true,
+            &inner.next_file,
+            inner.options.manifest_rollover_bytes,
+        )
+        .inspect_err(|e| {
             discard_outputs();
             inner.poison(e);
         })?;

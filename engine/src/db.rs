@@ -261,7 +261,17 @@ impl Meta {
     /// Checks `edit` against a copy of the state, appends it to the manifest (fsynced),
     /// optionally declares it durable, then applies it. An edit that does not fit the
     /// state never reaches the disk; an I/O failure leaves the state unchanged.
-    pub(crate) fn commit(&mut self, edit: &VersionEdit, mark_durable: bool) -> Result<()> {
+    ///
+    /// When the manifest passes `rollover_bytes`, the whole state is written to a new
+    /// manifest (numbered from `next_file`) and installed atomically, so the manifest
+    /// stays small while the database runs.
+    pub(crate) fn commit(
+        &mut self,
+        edit: &VersionEdit,
+        mark_durable: bool,
+        next_file: &AtomicU64,
+        rollover_bytes: u64,
+    ) -> Result<()> {
         let mut next = self.state.clone();
         next.apply(edit).map_err(|why| {
             Error::InvalidArgument(format!(
@@ -273,6 +283,20 @@ impl Meta {
             self.manifest.mark_durable()?;
         }
         self.state = next;
+        // Past the limit, and at least twice its own snapshot (a large state must not
+        // roll over at every edit).
+        if self.manifest.len() > rollover_bytes.max(2 * self.manifest.base_len()) {
+            let number = next_file.fetch_add(1, Ordering::SeqCst);
+            // A later open numbers its manifest and tables past everything used so far.
+            self.state.next_file_number = self
+                .state
+                .next_file_number
+                .max(next_file.load(Ordering::SeqCst));
+            let previous = self.manifest.number();
+            let fs = Arc::clone(self.manifest.fs());
+            let dir = self.manifest.dir().to_path_buf();
+            self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
+        }
         Ok(())
     }
 }
@@ -1028,7 +1052,13 @@ impl DbInner {
         };
         // Marked at once: unmarked, a later bit flip in this edit would pass for a torn
         // tail, and recovery would drop the keyspace with every write logged for it.
-        meta.commit(&edit, true).inspect_err(|e| self.poison(e))?;
+        meta.commit(
+            &edit,
+            true,
+            &self.next_file,
+            self.options.manifest_rollover_bytes,
+        )
+        .inspect_err(|e| self.poison(e))?;
         let first = visible.plus(1);
         let ks = Arc::new(KeyspaceInner::new(
             id,
@@ -1051,7 +1081,13 @@ impl DbInner {
             dropped_keyspaces: vec![ks.id],
             ..VersionEdit::default()
         };
-        meta.commit(&edit, true).inspect_err(|e| self.poison(e))?;
+        meta.commit(
+            &edit,
+            true,
+            &self.next_file,
+            self.options.manifest_rollover_bytes,
+        )
+        .inspect_err(|e| self.poison(e))?;
         ks.dropped.store(true, Ordering::SeqCst);
         // Wake writers stalled on it: they return `UnknownKeyspace`.
         {

@@ -8,9 +8,10 @@
 //! can tell a torn last edit (cut, never acted on) from a damaged durable one
 //! (corruption).
 //!
-//! At every open, and when the log grows past a limit, the whole state is written as
-//! one snapshot edit to a new `MANIFEST-{n:06}`, fsynced, and installed by writing
-//! `CURRENT.tmp`, fsyncing it, renaming it over `CURRENT` and fsyncing the directory.
+//! At every open, and when the log grows past `Options::manifest_rollover_bytes`, the
+//! whole state is written as one snapshot edit to a new `MANIFEST-{n:06}`, fsynced, and
+//! installed by writing `CURRENT.tmp`, fsyncing it, renaming it over `CURRENT` and
+//! fsyncing the directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -554,6 +555,8 @@ pub struct ManifestWriter {
     /// Set by the first failed write or fsync: the file's unsynced tail is then unknown,
     /// so nothing more is appended to it.
     failed: Option<String>,
+    /// Bytes written by `create` (header, snapshot edit, sync mark).
+    base_len: u64,
 }
 
 impl ManifestWriter {
@@ -598,6 +601,7 @@ impl ManifestWriter {
             salt,
             file,
             len,
+            base_len: len,
             failed: None,
             marked: synced,
         })
@@ -611,6 +615,11 @@ impl ManifestWriter {
     /// Bytes in the manifest file.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes the manifest held when it was created (its snapshot of the state).
+    pub fn base_len(&self) -> u64 {
+        self.base_len
     }
 
     /// Whether only the header was written (never true after `create`).

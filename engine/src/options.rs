@@ -60,6 +60,9 @@ pub struct Options {
     /// write is flushed so segments can be deleted. Bounds recovery time. Default
     /// 512 MiB.
     pub max_wal_bytes: u64,
+    /// When the manifest grows past this, the whole state is written to a new one and
+    /// installed atomically. Default 8 MiB. Open always starts a fresh manifest.
+    pub manifest_rollover_bytes: u64,
     /// How damage in the WAL is treated at open. Default strict: any damage other
     /// than a torn tail stops open with `Error::Corruption`.
     pub wal_recovery_mode: RecoveryMode,
@@ -76,6 +79,7 @@ impl Default for Options {
             wal_segment_bytes: 64 << 20,
             wal_sync_interval: Duration::from_millis(100),
             max_wal_bytes: 512 << 20,
+            manifest_rollover_bytes: 8 << 20,
             wal_recovery_mode: RecoveryMode::Strict,
         }
     }
@@ -106,6 +110,11 @@ impl Options {
         if self.wal_sync_interval.is_zero() {
             return Err(Error::InvalidArgument(
                 "wal_sync_interval must be positive".into(),
+            ));
+        }
+        if self.manifest_rollover_bytes < 4096 {
+            return Err(Error::InvalidArgument(
+                "manifest_rollover_bytes must be at least 4096".into(),
             ));
         }
         if self.max_wal_bytes < self.wal_segment_bytes {

@@ -547,3 +547,44 @@ fn an_idle_keyspace_does_not_pin_the_wal() {
     );
     assert_eq!(db.keyspace("busy").unwrap().iter().count(), 20_000);
 }
+
+#[test]
+fn the_manifest_rolls_over_while_the_database_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        manifest_rollover_bytes: 4096,
+        ..Options::default()
+    };
+    let manifests = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("MANIFEST-"))
+            .collect()
+    };
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    let first = manifests(dir.path());
+    let ks = db
+        .create_keyspace(
+            "k",
+            KeyspaceOptions {
+                memtable_bytes: 4096,
+                ..KeyspaceOptions::default()
+            },
+        )
+        .unwrap();
+    for i in 0..20_000u32 {
+        ks.put(format!("key{:06}", (i * 7919) % 20_000), [5u8; 60])
+            .unwrap();
+    }
+    db.wait_for_background_work().unwrap();
+    let now = manifests(dir.path());
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, first, "the manifest never rolled over");
+    let len = std::fs::metadata(dir.path().join(&now[0])).unwrap().len();
+    assert!(len < 64 << 10, "manifest is {len} bytes");
+    drop(ks);
+    drop(db);
+    let db = Db::open(dir.path(), options).unwrap();
+    assert_eq!(db.keyspace("k").unwrap().iter().count(), 20_000);
+}

@@ -126,6 +126,8 @@ impl Harness {
         let options = Options {
             wal_segment_bytes: 8192,
             max_wal_bytes: 32768,
+            // Small, so manifest rollovers happen between the crashes too.
+            manifest_rollover_bytes: 4096,
             ..Options::default()
         };
         let db = Db::open_with_fs("/model", options, Arc::clone(&self.fs)).expect("open");
