@@ -223,31 +223,7 @@ impl Hca {
         let n = tree.levels.len();
         let last = n.saturating_sub(1);
         let k = |i: usize| self.runs_at(i).max(1);
-        let limits = (0..n)
-            .map(|i| {
-                if i == 0 {
-                    LevelLimit {
-                        max_runs: self.config.l0_trigger - 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i == last {
-                    LevelLimit {
-                        max_runs: 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i < targets.base_level {
-                    LevelLimit {
-                        max_runs: 0,
-                        max_bytes: 0,
-                    }
-                } else {
-                    LevelLimit {
-                        max_runs: k(i),
-                        max_bytes: targets.capacity_of(i),
-                    }
-                }
-            })
-            .collect();
+        let limits = targets.limits(n, self.config.l0_trigger, 1, k);
         Plan {
             run_share: (0..n)
                 .map(|i| targets.capacity_of(i) / k(i) as u64)

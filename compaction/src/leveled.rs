@@ -95,32 +95,7 @@ impl Leveled {
         let targets =
             LevelTargets::compute(tree, self.config.size_ratio, self.config.base_level_bytes);
         let n = tree.levels.len();
-        let last = n.saturating_sub(1);
-        let limits = (0..n)
-            .map(|i| {
-                if i == 0 {
-                    LevelLimit {
-                        max_runs: self.config.l0_trigger - 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i == last {
-                    LevelLimit {
-                        max_runs: 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i < targets.base_level {
-                    LevelLimit {
-                        max_runs: 0,
-                        max_bytes: 0,
-                    }
-                } else {
-                    LevelLimit {
-                        max_runs: 1,
-                        max_bytes: targets.capacity_of(i),
-                    }
-                }
-            })
-            .collect();
+        let limits = targets.limits(n, self.config.l0_trigger, 1, |_| 1);
         Plan {
             run_share: targets.capacity.clone(),
             targets,

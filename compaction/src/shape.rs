@@ -10,6 +10,7 @@
 //! the last level (fewer levels, but the first merges rewrite it more often), and the
 //! base level moves up as the tree grows.
 
+use crate::policy::LevelLimit;
 use crate::tree::TreeDesc;
 
 /// Capacities of a tree's levels.
@@ -23,6 +24,46 @@ pub struct LevelTargets {
 }
 
 impl LevelTargets {
+    /// The limit of each of `levels` levels under these targets: level 0 holds up to
+    /// `l0_trigger - 1` runs, the levels above the base level stay empty, the last level
+    /// holds up to `last_runs` runs of any size, and every other level up to
+    /// `middle_runs(level)` runs within its capacity. Every policy shares this rule and
+    /// differs only in the run counts.
+    pub fn limits(
+        &self,
+        levels: usize,
+        l0_trigger: usize,
+        last_runs: usize,
+        middle_runs: impl Fn(usize) -> usize,
+    ) -> Vec<LevelLimit> {
+        let last = levels.saturating_sub(1);
+        (0..levels)
+            .map(|i| {
+                if i == 0 {
+                    LevelLimit {
+                        max_runs: l0_trigger - 1,
+                        max_bytes: u64::MAX,
+                    }
+                } else if i == last {
+                    LevelLimit {
+                        max_runs: last_runs,
+                        max_bytes: u64::MAX,
+                    }
+                } else if i < self.base_level {
+                    LevelLimit {
+                        max_runs: 0,
+                        max_bytes: 0,
+                    }
+                } else {
+                    LevelLimit {
+                        max_runs: middle_runs(i),
+                        max_bytes: self.capacity_of(i),
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Capacities for `tree` with size ratio `size_ratio` (at least 2) and base-level
     /// size `base_level_bytes`.
     pub fn compute(tree: &TreeDesc, size_ratio: u64, base_level_bytes: u64) -> Self {

@@ -127,32 +127,7 @@ impl Tiered {
         let k = self.config.runs_per_level;
         let targets = LevelTargets::compute(tree, k as u64, self.config.base_level_bytes);
         let n = tree.levels.len();
-        let last = n.saturating_sub(1);
-        let limits = (0..n)
-            .map(|i| {
-                if i == 0 {
-                    LevelLimit {
-                        max_runs: self.config.l0_trigger - 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i == last {
-                    LevelLimit {
-                        max_runs: k - 1,
-                        max_bytes: u64::MAX,
-                    }
-                } else if i < targets.base_level {
-                    LevelLimit {
-                        max_runs: 0,
-                        max_bytes: 0,
-                    }
-                } else {
-                    LevelLimit {
-                        max_runs: k - 1,
-                        max_bytes: targets.capacity_of(i),
-                    }
-                }
-            })
-            .collect();
+        let limits = targets.limits(n, self.config.l0_trigger, k - 1, |_| k - 1);
         Plan {
             run_share: targets.capacity.iter().map(|c| c / k as u64).collect(),
             targets,

@@ -67,14 +67,12 @@ fn worker_loop(inner: &DbInner) {
             Job::Compact(_) => compact_until_done(inner, &ks),
             Job::Stop => Ok(()),
         };
-        if let Err(e) = result {
-            if !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
-                inner
-                    .counters
-                    .background_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                inner.poison(&e);
-            }
+        // The failing flush or compaction has poisoned the database itself.
+        if result.is_err() && !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
+            inner
+                .counters
+                .background_errors
+                .fetch_add(1, Ordering::Relaxed);
         }
         notify_progress(inner);
     }
@@ -283,8 +281,25 @@ fn build_tables(
     opened
 }
 
-/// Flushes the oldest sealed memtable of `ks`. Returns whether one was flushed.
+/// Poisons the database when background work (run by a worker or by a user thread
+/// through `flush`/`compact`) fails, unless its keyspace was dropped or the database
+/// closed meanwhile.
+fn poison_on_error<T>(inner: &DbInner, ks: &KeyspaceInner, result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        if !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
+            inner.poison(e);
+        }
+    }
+    result
+}
+
+/// Flushes the oldest sealed memtable of `ks`. Returns whether one was flushed. A
+/// failure poisons the database.
 pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
+    poison_on_error(inner, ks, flush_oldest_inner(inner, ks))
+}
+
+fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     let Some(_flag) = take_flag(ks, true) else {
         return Ok(false);
     };
@@ -551,7 +566,12 @@ pub(crate) fn compact_all(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()
     result
 }
 
+/// Runs a compaction task; a failure poisons the database.
 fn run(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) -> Result<()> {
+    poison_on_error(inner, ks, run_task(inner, ks, version, task))
+}
+
+fn run_task(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) -> Result<()> {
     let removed: Vec<(crate::ids::KeyspaceId, Level, TableId)> = task
         .inputs
         .iter()

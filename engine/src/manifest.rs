@@ -793,4 +793,25 @@ mod tests {
             .unwrap_err()
             .is_corruption());
     }
+
+    #[test]
+    fn a_failed_append_refuses_every_later_write() {
+        use strata_wal::{FaultKind, FaultOp, FaultRule};
+        let fault = FaultFs::new(2);
+        let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        let mut w =
+            ManifestWriter::create(Arc::clone(&fs), dir, 1, &ManifestState::default(), None)
+                .unwrap();
+        fault.inject(FaultRule::once(FaultOp::Sync, 1, FaultKind::Eio));
+        assert!(w.append(&sample_edit()).is_err());
+        // The fault was once only; the manifest still refuses, because its unsynced
+        // tail is unknown.
+        assert!(matches!(
+            w.append(&VersionEdit::default()),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(w.mark_durable(), Err(Error::Poisoned { .. })));
+    }
 }

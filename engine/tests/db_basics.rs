@@ -588,3 +588,32 @@ fn the_manifest_rolls_over_while_the_database_runs() {
     let db = Db::open(dir.path(), options).unwrap();
     assert_eq!(db.keyspace("k").unwrap().iter().count(), 20_000);
 }
+
+#[test]
+fn a_failed_flush_poisons_writes_and_reopen_keeps_what_was_acknowledged() {
+    use strata_wal::{FaultKind, FaultOp, FaultRule};
+    let fault = FaultFs::new(6);
+    let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+    let db = Db::open_with_fs("/db", Options::default(), Arc::clone(&fs)).unwrap();
+    let ks = db.default_keyspace().unwrap();
+    for i in 0..100u32 {
+        ks.put_opt(format!("k{i:03}"), "v", &WriteOptions::sync())
+            .unwrap();
+    }
+    // Every fsync fails from now on: the flush (table, WAL or manifest fsync) fails.
+    fault.inject(FaultRule::from_nth_on(FaultOp::Sync, 1, FaultKind::Eio));
+    assert!(ks.flush().is_err());
+    let err = ks.put("late", "x").unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    assert!(db.stats().poisoned.is_some());
+    // Reads go on.
+    assert_eq!(ks.get("k000").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(ks);
+    drop(db);
+    fault.clear_faults();
+    fault.crash();
+    let db = Db::open_with_fs("/db", Options::default(), fs).unwrap();
+    let ks = db.default_keyspace().unwrap();
+    assert_eq!(ks.iter().count(), 100);
+    assert_eq!(ks.get("late").unwrap(), None);
+}
