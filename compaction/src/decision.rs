@@ -53,6 +53,8 @@ pub enum Reason {
     AboveBase,
     /// The tree's estimated space amplification passed its bound.
     SpaceAmplification,
+    /// Asked for by the user (the engine's `compact_range`), not by a policy.
+    Manual,
 }
 
 /// Relocate one table without rewriting it (a manifest edit only).

@@ -7,12 +7,9 @@
 //! only then let go of what they replaced: WAL segments after the manifest's sync mark,
 //! input tables when their last reader drops them.
 //!
-//! The compaction policy here is the interim leveled one of the engine-core issue:
-//! level 0 compacts into level 1 when it holds `l0_compaction_trigger` tables; level
-//! `n >= 1` compacts one table (round robin) into level `n + 1` when it exceeds
-//! `base_level_bytes * level_size_ratio^(n-1)`; a table overlapping nothing below is
-//! moved, not rewritten. Versions no snapshot can see are dropped, tombstones at the
-//! bottom.
+//! What to compact is the keyspace's policy's decision (see `compaction.rs`); this
+//! module holds what flush and compaction share: the [`VersionFilter`] that decides
+//! which versions an output keeps, and [`build_tables`], which writes them.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -20,16 +17,17 @@ use std::sync::Arc;
 
 use strata_wal::SeqNo;
 
+use crate::compaction::{compact_once, refresh_pressure};
+use crate::compaction_filter::{CompactionFilter, FilterDecision};
 use crate::db::{table_file_name, DbInner, Job, KeyspaceInner, View};
 use crate::error::{Error, Result};
 use crate::ids::{Level, TableId};
 use crate::iter::InternalIterator;
-use crate::key::{parse_internal_key, user_key, ValueKind};
+use crate::key::{parse_internal_key, push_internal_key, user_key, ValueKind};
 use crate::manifest::{TableMeta, VersionEdit};
-use crate::merge::MergingIterator;
 use crate::snapshot::stripe;
 use crate::table::{Table, TableBuildOptions, TableBuilder};
-use crate::version::{TableHandle, Version, NUM_LEVELS};
+use crate::version::{TableHandle, Version};
 
 /// Starts the worker threads.
 pub(crate) fn start_workers(inner: &Arc<DbInner>) -> Result<()> {
@@ -78,7 +76,7 @@ fn worker_loop(inner: &DbInner) {
     }
 }
 
-fn notify_progress(inner: &DbInner) {
+pub(crate) fn notify_progress(inner: &DbInner) {
     let (lock, cond) = &inner.progress;
     let _g = lock.lock();
     cond.notify_all();
@@ -95,7 +93,7 @@ fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
 }
 
 /// Clears a keyspace's work flag when dropped.
-struct WorkFlag<'a> {
+pub(crate) struct WorkFlag<'a> {
     ks: &'a KeyspaceInner,
     flush: bool,
 }
@@ -111,7 +109,7 @@ impl Drop for WorkFlag<'_> {
     }
 }
 
-fn take_flag(ks: &KeyspaceInner, flush: bool) -> Option<WorkFlag<'_>> {
+pub(crate) fn take_flag(ks: &KeyspaceInner, flush: bool) -> Option<WorkFlag<'_>> {
     let mut work = ks.work.lock();
     let busy = if flush {
         &mut work.flushing
@@ -125,53 +123,100 @@ fn take_flag(ks: &KeyspaceInner, flush: bool) -> Option<WorkFlag<'_>> {
     Some(WorkFlag { ks, flush })
 }
 
+/// What an output does with one input entry.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Leave it out.
+    Skip,
+    /// Write it unchanged.
+    Keep,
+    /// Write a tombstone at its sequence number instead (a compaction filter dropped it
+    /// above the bottom of the tree).
+    Tombstone,
+    /// Write it with this value (a compaction filter changed it).
+    Value(Vec<u8>),
+}
+
 /// Decides, entry by entry in internal-key order, which versions an output keeps.
-struct VersionFilter<'a> {
+pub(crate) struct VersionFilter<'a> {
     pinned: &'a [SeqNo],
     bottommost: bool,
     tombstones: &'a [(Vec<u8>, SeqNo)],
+    user_filter: Option<&'a dyn CompactionFilter>,
     last_key: Vec<u8>,
     last_stripe: Option<SeqNo>,
+    /// Entries the user filter dropped or changed.
+    pub filtered: u64,
 }
 
 impl<'a> VersionFilter<'a> {
-    fn new(pinned: &'a [SeqNo], bottommost: bool, tombstones: &'a [(Vec<u8>, SeqNo)]) -> Self {
+    pub(crate) fn new(
+        pinned: &'a [SeqNo],
+        bottommost: bool,
+        tombstones: &'a [(Vec<u8>, SeqNo)],
+        user_filter: Option<&'a dyn CompactionFilter>,
+    ) -> Self {
         VersionFilter {
             pinned,
             bottommost,
             tombstones,
+            user_filter,
             last_key: Vec::new(),
             last_stripe: None,
+            filtered: 0,
         }
     }
 
-    /// Whether to keep this entry. Entries must come in internal-key order.
-    fn keep(&mut self, ikey: &[u8]) -> Result<bool> {
+    /// What to do with this entry. Entries must come in internal-key order.
+    pub(crate) fn decide(&mut self, ikey: &[u8], value: &[u8]) -> Result<Verdict> {
         let p = parse_internal_key(ikey)
             .ok_or_else(|| Error::corruption("(compaction input)", 0, "malformed internal key"))?;
         let stripe_of = stripe(self.pinned, p.seq);
         let same_key = self.last_stripe.is_some() && self.last_key == p.user_key;
         if same_key && self.last_stripe == Some(stripe_of) {
             // A newer version in the same stripe hides this one from every reader.
-            return Ok(false);
+            return Ok(Verdict::Skip);
         }
         self.last_key.clear();
         self.last_key.extend_from_slice(p.user_key);
         self.last_stripe = Some(stripe_of);
-        let no_older_snapshot = self.pinned.first().is_none_or(|oldest| *oldest >= p.seq);
-        if p.kind == ValueKind::Delete && self.bottommost && no_older_snapshot {
-            // Nothing older survives below, and no snapshot needs the tombstone.
-            return Ok(false);
+        // Nothing older survives below, and no snapshot needs a tombstone here.
+        let tombstone_unneeded =
+            self.bottommost && self.pinned.first().is_none_or(|oldest| *oldest >= p.seq);
+        if p.kind == ValueKind::Delete {
+            return Ok(if tombstone_unneeded {
+                Verdict::Skip
+            } else {
+                Verdict::Keep
+            });
         }
         if p.kind == ValueKind::Put {
             let covered = self.tombstones.iter().any(|(prefix, t)| {
                 *t > p.seq && p.user_key.starts_with(prefix) && stripe(self.pinned, *t) == stripe_of
             });
             if covered {
-                return Ok(false);
+                return Ok(Verdict::Skip);
+            }
+            // The newest version, seen by no pinned snapshot: the user filter's to judge.
+            if let (Some(f), true) = (self.user_filter, stripe_of == SeqNo::MAX) {
+                match f.filter(p.user_key, value) {
+                    FilterDecision::Keep => {}
+                    FilterDecision::Drop => {
+                        self.filtered += 1;
+                        return Ok(if tombstone_unneeded {
+                            Verdict::Skip
+                        } else {
+                            Verdict::Tombstone
+                        });
+                    }
+                    FilterDecision::ChangeValue(v) => {
+                        self.filtered += 1;
+                        return Ok(Verdict::Value(v));
+                    }
+                }
             }
         }
-        Ok(true)
+        Ok(Verdict::Keep)
     }
 }
 
@@ -184,27 +229,49 @@ fn build_options(ks: &KeyspaceInner) -> TableBuildOptions {
     }
 }
 
-/// Writes the entries `it` yields (filtered) into tables at `level`, split at
-/// `target` bytes on user-key boundaries, fsynced with their directory entries, and
-/// opens them.
-fn build_tables(
+/// Where [`build_tables`] puts its output and how it is paced.
+pub(crate) struct OutputSpec {
+    /// The level of the tables.
+    pub level: Level,
+    /// Their run; `None` makes each table a run of its own (level-0 flush output).
+    pub run: Option<u64>,
+    /// Split into tables of about this many bytes; `None` writes one table.
+    pub target: Option<u64>,
+    /// Compaction output waits for the rate limiter; flush output only charges it.
+    pub rate_limited: bool,
+}
+
+/// Writes the entries `it` yields (filtered) into tables as `spec` says, split on
+/// user-key boundaries, fsynced with their directory entries, and opens them.
+pub(crate) fn build_tables(
     inner: &DbInner,
     ks: &KeyspaceInner,
     it: &mut dyn InternalIterator,
     filter: &mut VersionFilter<'_>,
-    level: Level,
-    target: Option<u64>,
+    spec: &OutputSpec,
 ) -> Result<Vec<Arc<TableHandle>>> {
+    let (level, target) = (spec.level, spec.target);
+    let pace = |bytes: u64| {
+        if spec.rate_limited {
+            inner.rate_limiter.acquire(bytes);
+        } else {
+            inner.rate_limiter.charge(bytes);
+        }
+    };
     let mut finished: Vec<(TableId, PathBuf)> = Vec::new();
     // Every file created, finished or not, so a failure leaves none behind.
     let mut created: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
         let mut current: Option<(TableBuilder, TableId, PathBuf)> = None;
         let mut last_user_key: Vec<u8> = Vec::new();
+        let mut paced: u64 = 0;
+        let mut rewritten_key: Vec<u8> = Vec::new();
         it.seek_to_first()?;
         while it.valid() {
             let key = it.key();
-            if filter.keep(key)? {
+            let value = it.value();
+            let verdict = filter.decide(key, &value)?;
+            if verdict != Verdict::Skip {
                 let split = match (&current, target) {
                     (Some((b, _, _)), Some(t)) => {
                         b.estimated_size() >= t && user_key(key) != last_user_key.as_slice()
@@ -213,6 +280,8 @@ fn build_tables(
                 };
                 if split {
                     if let Some((b, id, path)) = current.take() {
+                        pace(b.estimated_size().saturating_sub(paced));
+                        paced = 0;
                         b.finish()?;
                         finished.push((id, path));
                     }
@@ -225,7 +294,28 @@ fn build_tables(
                     current = Some((TableBuilder::new(file, build_options(ks))?, id, path));
                 }
                 if let Some((b, _, _)) = current.as_mut() {
-                    b.add(key, &it.value())?;
+                    match verdict {
+                        Verdict::Tombstone => {
+                            let p = parse_internal_key(key).ok_or_else(|| {
+                                Error::corruption("(compaction input)", 0, "malformed internal key")
+                            })?;
+                            rewritten_key.clear();
+                            push_internal_key(
+                                &mut rewritten_key,
+                                p.user_key,
+                                p.seq,
+                                ValueKind::Delete,
+                            );
+                            b.add(&rewritten_key, &[])?;
+                        }
+                        Verdict::Value(v) => b.add(key, &v)?,
+                        Verdict::Keep | Verdict::Skip => b.add(key, &value)?,
+                    }
+                    let size = b.estimated_size();
+                    if size >= paced + 64 * 1024 {
+                        pace(size - paced);
+                        paced = size;
+                    }
                 }
                 last_user_key.clear();
                 last_user_key.extend_from_slice(user_key(key));
@@ -233,6 +323,7 @@ fn build_tables(
             it.next()?;
         }
         if let Some((b, id, path)) = current.take() {
+            pace(b.estimated_size().saturating_sub(paced));
             b.finish()?;
             finished.push((id, path));
         }
@@ -262,6 +353,7 @@ fn build_tables(
                     max_seq: props.max_seq,
                     entries: props.entries,
                     deletions: props.deletions,
+                    run: spec.run.unwrap_or(id.0),
                 };
                 Ok(Arc::new(TableHandle::new(
                     meta,
@@ -284,7 +376,11 @@ fn build_tables(
 /// Poisons the database when background work (run by a worker or by a user thread
 /// through `flush`/`compact`) fails, unless its keyspace was dropped or the database
 /// closed meanwhile.
-fn poison_on_error<T>(inner: &DbInner, ks: &KeyspaceInner, result: Result<T>) -> Result<T> {
+pub(crate) fn poison_on_error<T>(
+    inner: &DbInner,
+    ks: &KeyspaceInner,
+    result: Result<T>,
+) -> Result<T> {
     if let Err(e) = &result {
         if !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
             inner.poison(e);
@@ -310,9 +406,15 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
     inner.publisher.wait_visible(sealed.end.prev());
     let pinned = inner.snapshots.pinned();
     let handles = if !sealed.memtable.is_empty() {
-        let mut filter = VersionFilter::new(&pinned, false, &[]);
+        let mut filter = VersionFilter::new(&pinned, false, &[], None);
         let mut it = sealed.memtable.iter();
-        build_tables(inner, ks, &mut it, &mut filter, Level(0), None)?
+        let spec = OutputSpec {
+            level: Level(0),
+            run: None,
+            target: None,
+            rate_limited: false,
+        };
+        build_tables(inner, ks, &mut it, &mut filter, &spec)?
     } else {
         Vec::new()
     };
@@ -380,6 +482,7 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
             version: Arc::new(version),
         });
     }
+    refresh_pressure(ks);
     let bytes: u64 = handles.iter().map(|h| h.meta.size).sum();
     ks.counters.flushes.fetch_add(1, Ordering::Relaxed);
     ks.counters.flush_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -391,7 +494,7 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
 }
 
 /// Deletes the files of tables that were built but will never be installed.
-fn discard(handles: &[Arc<TableHandle>]) {
+pub(crate) fn discard(handles: &[Arc<TableHandle>]) {
     for h in handles {
         h.mark_obsolete();
     }
@@ -423,281 +526,4 @@ pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
     if let Some(ks) = oldest {
         inner.maybe_switch_memtable(&ks, true);
     }
-}
-
-/// A compaction to run.
-struct Task {
-    /// Tables taken from `level`.
-    inputs: Vec<Arc<TableHandle>>,
-    /// Overlapping tables taken from `output`.
-    overlapping: Vec<Arc<TableHandle>>,
-    level: usize,
-    output: usize,
-    bottommost: bool,
-    /// Move `inputs[0]` down without rewriting it.
-    trivial_move: bool,
-}
-
-fn level_target(ks: &KeyspaceInner, level: usize) -> u64 {
-    let mut t = ks.options.base_level_bytes;
-    for _ in 1..level {
-        t = t.saturating_mul(u64::from(ks.options.level_size_ratio));
-    }
-    t
-}
-
-fn key_range(tables: &[&Arc<TableHandle>]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let lo = tables.iter().map(|t| t.smallest_user_key()).min()?.to_vec();
-    let hi = tables.iter().map(|t| t.largest_user_key()).max()?.to_vec();
-    Some((lo, hi))
-}
-
-fn is_bottommost(version: &Version, output: usize, lo: &[u8], hi: &[u8]) -> bool {
-    version.levels[output + 1..]
-        .iter()
-        .flatten()
-        .all(|t| !t.overlaps(lo, hi))
-}
-
-fn pick(ks: &KeyspaceInner, version: &Version, pointers: &[Vec<u8>]) -> Option<Task> {
-    let mut best = (0usize, 0.0f64);
-    let l0_score = version.table_count(0) as f64 / ks.options.l0_compaction_trigger as f64;
-    if l0_score > best.1 {
-        best = (0, l0_score);
-    }
-    for level in 1..NUM_LEVELS - 1 {
-        let score = version.level_bytes(level) as f64 / level_target(ks, level) as f64;
-        if score > best.1 {
-            best = (level, score);
-        }
-    }
-    if best.1 < 1.0 {
-        return None;
-    }
-    let level = best.0;
-    let output = level + 1;
-    let inputs: Vec<Arc<TableHandle>> = if level == 0 {
-        version.levels[0].clone()
-    } else {
-        let tables = &version.levels[level];
-        let pointer = pointers.get(level).map(Vec::as_slice).unwrap_or(&[]);
-        let chosen = tables
-            .iter()
-            .find(|t| t.smallest_user_key() > pointer)
-            .or_else(|| tables.first())?;
-        vec![Arc::clone(chosen)]
-    };
-    let (lo, hi) = key_range(&inputs.iter().collect::<Vec<_>>())?;
-    let overlapping: Vec<Arc<TableHandle>> = version.levels[output]
-        .iter()
-        .filter(|t| t.overlaps(&lo, &hi))
-        .cloned()
-        .collect();
-    let mut all: Vec<&Arc<TableHandle>> = inputs.iter().collect();
-    all.extend(overlapping.iter());
-    let (lo, hi) = key_range(&all)?;
-    let trivial_move = overlapping.is_empty() && inputs.len() == 1;
-    Some(Task {
-        bottommost: is_bottommost(version, output, &lo, &hi),
-        inputs,
-        overlapping,
-        level,
-        output,
-        trivial_move,
-    })
-}
-
-/// Whether the policy wants a compaction of `ks` now.
-pub(crate) fn compaction_due(ks: &KeyspaceInner) -> bool {
-    let pointers = ks.work.lock().compact_pointer.clone();
-    pick(ks, &ks.view().version, &pointers).is_some()
-}
-
-/// Runs one compaction of `ks` if one is due. Returns whether one ran.
-pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
-    let Some(_flag) = take_flag(ks, false) else {
-        return Ok(false);
-    };
-    let view = ks.view();
-    let pointers = ks.work.lock().compact_pointer.clone();
-    let Some(task) = pick(ks, &view.version, &pointers) else {
-        return Ok(false);
-    };
-    run(inner, ks, &view.version, task)?;
-    Ok(true)
-}
-
-/// Compacts every table of `ks` into one sorted level (the deepest in use, at least
-/// level 1), dropping everything no snapshot needs.
-pub(crate) fn compact_all(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
-    let flag = loop {
-        inner.check_writable()?;
-        if ks.dropped.load(Ordering::SeqCst) {
-            return Err(Error::UnknownKeyspace(ks.name.clone()));
-        }
-        if let Some(flag) = take_flag(ks, false) {
-            break flag;
-        }
-        let (lock, cond) = &inner.progress;
-        let mut g = lock.lock();
-        cond.wait_for(&mut g, std::time::Duration::from_millis(20));
-    };
-    let view = ks.view();
-    let version = &view.version;
-    let tables: Vec<Arc<TableHandle>> = version.all_tables().cloned().collect();
-    if tables.is_empty() {
-        return Ok(());
-    }
-    let output = version.deepest_nonempty_level().max(1);
-    let (inputs, overlapping): (Vec<_>, Vec<_>) = tables
-        .into_iter()
-        .partition(|t| usize::from(t.meta.level.0) != output);
-    let task = Task {
-        inputs,
-        overlapping,
-        level: 0,
-        output,
-        bottommost: true,
-        trivial_move: false,
-    };
-    let result = run(inner, ks, version, task);
-    drop(flag);
-    notify_progress(inner);
-    result
-}
-
-/// Runs a compaction task; a failure poisons the database.
-fn run(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) -> Result<()> {
-    poison_on_error(inner, ks, run_task(inner, ks, version, task))
-}
-
-fn run_task(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) -> Result<()> {
-    let removed: Vec<(crate::ids::KeyspaceId, Level, TableId)> = task
-        .inputs
-        .iter()
-        .chain(task.overlapping.iter())
-        .map(|t| (ks.id, t.meta.level, t.id()))
-        .collect();
-    let outputs: Vec<Arc<TableHandle>> = if task.trivial_move {
-        let t = &task.inputs[0];
-        let mut meta = t.meta.clone();
-        meta.level = Level(task.output as u8);
-        vec![Arc::new(TableHandle::new(
-            meta,
-            Arc::clone(&t.table),
-            Arc::clone(&inner.fs),
-            inner.path.join(table_file_name(t.id())),
-        ))]
-    } else {
-        let pinned = inner.snapshots.pinned();
-        let tombstones = version.prefix_tombstones.as_ref().clone();
-        let mut filter = VersionFilter::new(&pinned, task.bottommost, &tombstones);
-        let children: Vec<Box<dyn InternalIterator>> = task
-            .inputs
-            .iter()
-            .chain(task.overlapping.iter())
-            .map(|t| Box::new(t.table.iter()) as Box<dyn InternalIterator>)
-            .collect();
-        let mut merged = MergingIterator::new(children);
-        build_tables(
-            inner,
-            ks,
-            &mut merged,
-            &mut filter,
-            Level(task.output as u8),
-            Some(ks.options.target_table_bytes),
-        )?
-    };
-    let removed_ids: Vec<TableId> = removed.iter().map(|(_, _, id)| *id).collect();
-    {
-        let mut meta = inner.meta.lock();
-        // Outputs that will never be installed are deleted; a moved table's file is
-        // its input's, and stays.
-        let discard_outputs = || {
-            if !task.trivial_move {
-                discard(&outputs);
-            }
-        };
-        if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
-            discard_outputs();
-            return Ok(());
-        }
-        // Versions change only under the manifest lock, which we hold: the version
-        // computed here is still current when it is installed below, and readers are
-        // not blocked while the manifest is fsynced.
-        let current = ks.view().version.clone();
-        let mut new_version = current.apply(&removed_ids, &outputs);
-        // Prefix tombstones no table can still need: nothing older than them overlaps.
-        let oldest_reader = inner.snapshots.oldest().unwrap_or(SeqNo::MAX);
-        let (done, keep): (Vec<_>, Vec<_>) = new_version
-            .prefix_tombstones
-            .iter()
-            .cloned()
-            .partition(|(prefix, t)| {
-                *t <= oldest_reader
-                    && !new_version
-                        .all_tables()
-                        .any(|table| table.overlaps_prefix(prefix) && table.meta.min_seq < *t)
-            });
-        let edit = VersionEdit {
-            next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
-            added_tables: outputs.iter().map(|h| (ks.id, h.meta.clone())).collect(),
-            removed_tables: removed,
-            removed_prefix_tombstones: done.iter().map(|(p, s)| (ks.id, p.clone(), *s)).collect(),
-            ..VersionEdit::default()
-        };
-        // Inputs are deleted below: the edit must be beyond doubt first (marked).
-        meta.commit(
-            &edit,
-            true,
-            &inner.next_file,
-            inner.options.manifest_rollover_bytes,
-        )
-        .inspect_err(|e| {
-            discard_outputs();
-            inner.poison(e);
-        })?;
-        new_version.prefix_tombstones = Arc::new(keep);
-        let mut view = ks.view.write();
-        *view = Arc::new(View {
-            active: Arc::clone(&view.active),
-            active_first: view.active_first,
-            sealed: view.sealed.clone(),
-            version: Arc::new(new_version),
-        });
-    }
-    if !task.trivial_move {
-        for t in task.inputs.iter().chain(task.overlapping.iter()) {
-            t.mark_obsolete();
-        }
-        let read: u64 = task
-            .inputs
-            .iter()
-            .chain(task.overlapping.iter())
-            .map(|t| t.meta.size)
-            .sum();
-        let written: u64 = outputs.iter().map(|t| t.meta.size).sum();
-        ks.counters
-            .compaction_read_bytes
-            .fetch_add(read, Ordering::Relaxed);
-        ks.counters
-            .compaction_write_bytes
-            .fetch_add(written, Ordering::Relaxed);
-    }
-    ks.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    if task.level >= 1 {
-        let hi = task
-            .inputs
-            .iter()
-            .map(|t| t.largest_user_key().to_vec())
-            .max()
-            .unwrap_or_default();
-        let mut work = ks.work.lock();
-        if work.compact_pointer.len() < NUM_LEVELS {
-            work.compact_pointer.resize(NUM_LEVELS, Vec::new());
-        }
-        work.compact_pointer[task.level] = hi;
-    }
-    notify_progress(inner);
-    Ok(())
 }

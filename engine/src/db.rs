@@ -28,6 +28,8 @@ use strata_wal::{Commit, FileLock, Fs, SeqCounter, SeqNo, StdFs, Wal, WalOptions
 
 use crate::batch::{decode_entries, encode_entries, BatchOp, WriteBatch};
 use crate::cache::BlockCache;
+use crate::compaction::{PolicyState, Pressure};
+use crate::compaction_filter::CompactionFilter;
 use crate::db_iter::{prefix_successor, Cursor, Iter};
 use crate::error::{Error, Result};
 use crate::ids::{KeyspaceId, TableId};
@@ -182,8 +184,6 @@ impl View {
 pub(crate) struct KeyspaceWork {
     pub flushing: bool,
     pub compacting: bool,
-    /// Per level, the largest user key compacted last (round robin).
-    pub compact_pointer: Vec<Vec<u8>>,
 }
 
 /// Counters of one keyspace.
@@ -198,6 +198,31 @@ pub(crate) struct KeyspaceCounters {
     pub stall_micros: AtomicU64,
     pub slowdowns: AtomicU64,
     pub stops: AtomicU64,
+    /// Entries written (each entry of a batch counts).
+    pub write_ops: AtomicU64,
+    pub point_reads: AtomicU64,
+    /// Iterators and cursors opened.
+    pub scans: AtomicU64,
+    /// Tables moved down without a rewrite.
+    pub moves: AtomicU64,
+    /// Tables deleted whole (only tombstones nobody needed).
+    pub dropped_tables: AtomicU64,
+    /// Values the user compaction filter dropped or changed.
+    pub filtered: AtomicU64,
+    /// Nanoseconds of slowdown owed by writes but not yet slept.
+    pub slowdown_owed_nanos: AtomicU64,
+}
+
+impl KeyspaceCounters {
+    /// The operation counts as the compaction policy sees them.
+    pub(crate) fn mix(&self) -> strata_compaction::WorkloadMix {
+        strata_compaction::WorkloadMix {
+            writes: self.write_ops.load(Ordering::Relaxed),
+            write_bytes: self.user_bytes.load(Ordering::Relaxed),
+            point_reads: self.point_reads.load(Ordering::Relaxed),
+            scans: self.scans.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// One keyspace's live state.
@@ -211,6 +236,12 @@ pub(crate) struct KeyspaceInner {
     pub dropped: AtomicBool,
     pub next_memtable_id: AtomicU64,
     pub counters: KeyspaceCounters,
+    /// The compaction policy and what it has seen of the workload.
+    pub policy: Mutex<PolicyState>,
+    /// Compaction debt and level 0, as the write path needs them.
+    pub pressure: Pressure,
+    /// The user's compaction filter, if any.
+    pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
 }
 
 impl KeyspaceInner {
@@ -220,8 +251,9 @@ impl KeyspaceInner {
         options: KeyspaceOptions,
         version: Version,
         first: SeqNo,
-    ) -> Self {
-        KeyspaceInner {
+    ) -> Result<Self> {
+        let policy = crate::compaction::make_policy(&options)?;
+        let ks = KeyspaceInner {
             id,
             name,
             options,
@@ -235,7 +267,27 @@ impl KeyspaceInner {
             dropped: AtomicBool::new(false),
             next_memtable_id: AtomicU64::new(2),
             counters: KeyspaceCounters::default(),
-        }
+            policy: Mutex::new(PolicyState::new(policy)),
+            pressure: Pressure::default(),
+            filter: RwLock::new(None),
+        };
+        crate::compaction::refresh_pressure(&ks);
+        Ok(ks)
+    }
+
+    /// Whether a full active memtable may be sealed now: level 0 would stay within
+    /// `l0_stop_trigger` and the sealed memtables within `max_sealed_memtables`, and
+    /// the projected compaction debt below `hard_pending_compaction_bytes` (or no
+    /// compaction is due that could lower it).
+    pub(crate) fn seal_allowed(&self, view: &View) -> bool {
+        let l0 = view.version.table_count(0);
+        let sealed = view.sealed.len();
+        let o = &self.options;
+        let p = &self.pressure;
+        l0 + sealed < o.l0_stop_trigger
+            && sealed < o.max_sealed_memtables
+            && (p.projected_bytes.load(Ordering::Relaxed) < o.hard_pending_compaction_bytes
+                || !p.due.load(Ordering::Relaxed))
     }
 
     pub(crate) fn view(&self) -> Arc<View> {
@@ -301,6 +353,10 @@ impl Meta {
     }
 }
 
+/// Every this many point reads of a keyspace (and 1/64 as many scans) a compaction job
+/// is queued, so an adaptive policy sees a read-heavy mix even when nothing is flushed.
+const POLICY_NUDGE_OPS: u64 = 1 << 16;
+
 /// Work for the background threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Job {
@@ -338,6 +394,8 @@ pub(crate) struct DbInner {
     /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
     pub progress: (Mutex<()>, Condvar),
     pub counters: DbCounters,
+    /// Paces background writes (`Options::compaction_write_bytes_per_sec`).
+    pub rate_limiter: crate::rate_limit::RateLimiter,
     /// Tells this open database from any other in the process (batches and snapshots
     /// must not mix keyspaces of two databases).
     pub instance: u64,
@@ -669,11 +727,11 @@ impl Db {
             let mut busy = false;
             for ks in &all {
                 while crate::background::flush_oldest(inner, ks)? {}
-                while crate::background::compact_once(inner, ks)? {}
+                while crate::compaction::compact_once(inner, ks)? {}
                 let work = ks.work.lock();
                 busy |= work.flushing || work.compacting || !ks.view().sealed.is_empty();
                 drop(work);
-                busy |= crate::background::compaction_due(ks);
+                busy |= crate::compaction::compaction_due(ks);
             }
             if !busy {
                 return Ok(());
@@ -819,7 +877,7 @@ impl DbInner {
                 ks_options,
                 version,
                 ks_state.flushed_seq.plus(1),
-            )));
+            )?));
         }
         // Remove files the manifest does not know: tables of unfinished flushes or
         // compactions, old manifests, a half-written CURRENT.tmp.
@@ -933,6 +991,8 @@ impl DbInner {
             catalog.by_name.insert(ks.name.clone(), ks.id);
             catalog.by_id.insert(ks.id, ks);
         }
+        let rate_limiter =
+            crate::rate_limit::RateLimiter::new(options.compaction_write_bytes_per_sec);
         let inner = Arc::new(DbInner {
             path: path.to_path_buf(),
             fs,
@@ -953,6 +1013,7 @@ impl DbInner {
             lock: Mutex::new(Some(lock)),
             progress: (Mutex::new(()), Condvar::new()),
             counters: DbCounters::default(),
+            rate_limiter,
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         });
         crate::background::start_workers(&inner)?;
@@ -1066,7 +1127,7 @@ impl DbInner {
             options,
             Version::empty(),
             first,
-        ));
+        )?);
         let mut catalog = self.catalog.write();
         catalog.by_name.insert(name.to_string(), id);
         catalog.by_id.insert(id, Arc::clone(&ks));
@@ -1123,8 +1184,9 @@ impl DbInner {
                 involved.push(r.ks);
             }
         }
+        let batch_bytes: usize = reqs.iter().map(|r| r.key.len() + r.value.len()).sum();
         for ks in &involved {
-            self.maybe_stall(ks)?;
+            self.maybe_stall(ks, batch_bytes as u64)?;
         }
         let durability = options.durability.unwrap_or_else(|| {
             involved
@@ -1170,6 +1232,9 @@ impl DbInner {
             }
         };
         let mut user_bytes = 0;
+        for r in reqs {
+            r.ks.counters.write_ops.fetch_add(1, Ordering::Relaxed);
+        }
         for (i, r) in reqs.iter().enumerate() {
             let seq = first.plus(i as u64);
             let view = r.ks.view();
@@ -1198,28 +1263,24 @@ impl DbInner {
     }
 
     /// Delays or stops a write while the keyspace has too much unflushed or
-    /// uncompacted data.
-    fn maybe_stall(&self, ks: &KeyspaceInner) -> Result<()> {
-        let mut slowed = false;
+    /// uncompacted data. Stops while the active memtable is full and may not be
+    /// sealed ([`KeyspaceInner::seal_allowed`]); slows writes to
+    /// `slowdown_write_bytes_per_sec` while level 0 (with sealed memtables) holds
+    /// `l0_slowdown_trigger` tables or the debt passes `soft_pending_compaction_bytes`.
+    fn maybe_stall(&self, ks: &KeyspaceInner, bytes: u64) -> Result<()> {
         loop {
             if ks.dropped.load(Ordering::SeqCst) {
                 return Err(Error::UnknownKeyspace(ks.name.clone()));
             }
             let view = ks.view();
-            let sealed = view.sealed.len();
-            let l0 = view.version.table_count(0);
-            let stop =
-                sealed >= ks.options.max_sealed_memtables || l0 >= ks.options.l0_stop_trigger;
-            if !stop {
-                if l0 >= ks.options.l0_slowdown_trigger && !slowed {
-                    let start = std::time::Instant::now();
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                    ks.counters.slowdowns.fetch_add(1, Ordering::Relaxed);
-                    ks.counters
-                        .stall_micros
-                        .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    slowed = true;
-                    continue;
+            let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
+            if !full || ks.seal_allowed(&view) {
+                let l0 = view.version.table_count(0) + view.sealed.len();
+                let pending = ks.pressure.pending_bytes.load(Ordering::Relaxed);
+                if l0 >= ks.options.l0_slowdown_trigger
+                    || pending >= ks.options.soft_pending_compaction_bytes
+                {
+                    self.slow_down(ks, bytes);
                 }
                 return Ok(());
             }
@@ -1227,12 +1288,10 @@ impl DbInner {
             ks.counters.stops.fetch_add(1, Ordering::Relaxed);
             let start = std::time::Instant::now();
             // Make sure the work that unblocks us is queued, then wait for progress.
-            if sealed > 0 {
+            if !view.sealed.is_empty() {
                 let _ = self.jobs.send(Job::Flush(ks.id));
             }
-            if l0 >= ks.options.l0_compaction_trigger {
-                let _ = self.jobs.send(Job::Compact(ks.id));
-            }
+            let _ = self.jobs.send(Job::Compact(ks.id));
             let (lock, cond) = &self.progress;
             let mut g = lock.lock();
             cond.wait_for(&mut g, std::time::Duration::from_millis(50));
@@ -1243,9 +1302,47 @@ impl DbInner {
         }
     }
 
+    /// Delays a write of `bytes` so slowed writes run at
+    /// `slowdown_write_bytes_per_sec`; short delays add up until they are worth a sleep.
+    fn slow_down(&self, ks: &KeyspaceInner, bytes: u64) {
+        const MIN_SLEEP_NANOS: u64 = 200_000;
+        let rate = ks.options.slowdown_write_bytes_per_sec.max(1);
+        let nanos = bytes.max(1).saturating_mul(1_000_000_000) / rate;
+        let owed = ks
+            .counters
+            .slowdown_owed_nanos
+            .fetch_add(nanos, Ordering::Relaxed)
+            + nanos;
+        ks.counters.slowdowns.fetch_add(1, Ordering::Relaxed);
+        if owed < MIN_SLEEP_NANOS {
+            return;
+        }
+        // This writer pays what is owed so far.
+        let taken = ks.counters.slowdown_owed_nanos.swap(0, Ordering::Relaxed);
+        if taken == 0 {
+            return;
+        }
+        let start = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_nanos(taken));
+        ks.counters
+            .stall_micros
+            .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
     /// Seals the active memtable when it is full (or when `force`d and not empty) and
     /// queues its flush.
     pub(crate) fn maybe_switch_memtable(&self, ks: &Arc<KeyspaceInner>, force: bool) -> bool {
+        self.switch_memtable(ks, force, false)
+    }
+
+    /// [`Self::maybe_switch_memtable`]; `explicit` (a user's flush) seals even past
+    /// the level-0 and debt limits.
+    pub(crate) fn switch_memtable(
+        &self,
+        ks: &Arc<KeyspaceInner>,
+        force: bool,
+        explicit: bool,
+    ) -> bool {
         {
             let view = ks.view.read();
             let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
@@ -1256,6 +1353,10 @@ impl DbInner {
         let mut view = ks.view.write();
         let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
         if view.active.is_empty() || !(full || force) {
+            return false;
+        }
+        // Only an explicit flush seals past the limits; otherwise writers wait.
+        if !explicit && !ks.seal_allowed(&view) {
             return false;
         }
         // Every sequence number from here on belongs to the new memtable; those drawn
@@ -1276,6 +1377,8 @@ impl DbInner {
             sealed,
             version: Arc::clone(&view.version),
         });
+        // Under the view lock, so no other writer seals against the old projection.
+        crate::compaction::refresh_pressure_with(ks, &view);
         drop(view);
         let _ = self.jobs.send(Job::Flush(ks.id));
         true
@@ -1325,7 +1428,7 @@ impl DbInner {
                 cause: e.to_string(),
             })
         })?;
-        self.maybe_switch_memtable(ks, true);
+        self.switch_memtable(ks, true, true);
         // Wait for the memtables sealed so far only, not for those other writers seal
         // meanwhile: under a steady stream of writes there would always be one more.
         let target = ks.view().active_first;
@@ -1388,6 +1491,11 @@ impl DbInner {
         if ks.dropped.load(Ordering::SeqCst) {
             return Err(Error::UnknownKeyspace(ks.name.clone()));
         }
+        let reads = ks.counters.point_reads.fetch_add(1, Ordering::Relaxed);
+        if reads % POLICY_NUDGE_OPS == POLICY_NUDGE_OPS - 1 {
+            // Reads alone schedule no flush; let an adaptive policy see them.
+            let _ = self.jobs.send(Job::Compact(ks.id));
+        }
         let view = ks.view();
         // Unpinned, the sequence number is read after the view: every version a
         // flush or compaction in the view dropped is then hidden by a newer one at or
@@ -1426,6 +1534,10 @@ impl DbInner {
         if ks.dropped.load(Ordering::SeqCst) {
             return Err(Error::UnknownKeyspace(ks.name.clone()));
         }
+        let scans = ks.counters.scans.fetch_add(1, Ordering::Relaxed);
+        if scans % (POLICY_NUDGE_OPS / 64) == POLICY_NUDGE_OPS / 64 - 1 {
+            let _ = self.jobs.send(Job::Compact(ks.id));
+        }
         let view = ks.view();
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         for m in view.memtables() {
@@ -1437,16 +1549,19 @@ impl DbInner {
             lower.as_deref().is_none_or(|lo| t.largest_user_key() >= lo)
                 && upper.as_deref().is_none_or(|hi| t.smallest_user_key() < hi)
         };
-        // Level 0 tables overlap: one cursor each. Deeper levels are sorted runs: one
-        // cursor per level, which opens only the table it is in.
-        for t in view.version.levels[0].iter().filter(|t| in_range(t)) {
-            children.push(Box::new(t.table.iter()));
-        }
-        for level in &view.version.levels[1..] {
-            let tables: Vec<Arc<TableHandle>> =
-                level.iter().filter(|t| in_range(t)).cloned().collect();
-            if !tables.is_empty() {
-                children.push(Box::new(LevelIterator::new(tables)));
+        // One cursor per sorted run; a run of several tables opens only the table the
+        // cursor is in.
+        for run in view.version.levels.iter().flatten() {
+            let mut tables: Vec<Arc<TableHandle>> =
+                run.tables.iter().filter(|t| in_range(t)).cloned().collect();
+            match tables.len() {
+                0 => {}
+                1 => {
+                    if let Some(t) = tables.pop() {
+                        children.push(Box::new(t.table.iter()));
+                    }
+                }
+                _ => children.push(Box::new(LevelIterator::new(tables))),
             }
         }
         Ok(Cursor::new(
@@ -1730,7 +1845,26 @@ impl Keyspace {
     /// I/O or corruption errors from the compaction.
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        crate::background::compact_all(self.inner(), &self.ks)
+        crate::compaction::compact_range(self.inner(), &self.ks, None, None)
+    }
+
+    /// Flushes, then compacts every table holding keys in `[start, end)` (`None`:
+    /// unbounded), with every table they overlap, into the deepest level in use,
+    /// dropping every version and tombstone no snapshot needs and applying the
+    /// compaction filter. Returns once the result is installed.
+    ///
+    /// # Errors
+    /// I/O or corruption errors from the compaction.
+    pub fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
+        crate::compaction::compact_range(self.inner(), &self.ks, start, end)
+    }
+
+    /// Sets (or with `None` removes) the keyspace's compaction filter. It applies to
+    /// compactions that start after the call; it is not stored in the database, so
+    /// set it again after each open. See [`crate::CompactionFilter`].
+    pub fn set_compaction_filter(&self, filter: Option<Arc<dyn CompactionFilter>>) {
+        *self.ks.filter.write() = filter;
     }
 }
 

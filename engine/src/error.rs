@@ -51,6 +51,9 @@ pub enum Error {
     KeyspaceExists(String),
     /// The database was closed.
     Closed,
+    /// A bug in Strata: an internal check failed. The database refuses writes until
+    /// reopened; please report the message.
+    Internal(String),
 }
 
 impl Error {
@@ -145,6 +148,11 @@ impl fmt::Display for Error {
             ),
             Error::KeyspaceExists(name) => write!(f, "a keyspace named {name:?} already exists"),
             Error::Closed => write!(f, "the database is closed; open it again to continue"),
+            Error::Internal(m) => write!(
+                f,
+                "internal error (a bug in Strata; please report it): {m}. The database \
+                 refuses writes until reopened"
+            ),
         }
     }
 }

@@ -34,6 +34,8 @@
 mod background;
 pub mod batch;
 pub mod cache;
+mod compaction;
+pub mod compaction_filter;
 mod db;
 mod db_iter;
 pub mod error;
@@ -46,6 +48,7 @@ pub mod manifest;
 pub mod memtable;
 mod merge;
 pub mod options;
+mod rate_limit;
 pub mod snapshot;
 pub mod stats;
 pub mod table;
@@ -53,10 +56,13 @@ pub mod version;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;
+pub use compaction_filter::{CompactionFilter, FilterDecision, TtlFilter};
 pub use db::{Db, DbBuilder, Keyspace, Snapshot, DEFAULT_KEYSPACE};
 pub use db_iter::{Cursor, Iter};
 pub use error::{Error, Result};
-pub use options::{Compression, Durability, KeyspaceOptions, Options, WriteOptions};
+pub use options::{
+    CompactionStyle, Compression, Durability, KeyspaceOptions, Options, WriteOptions,
+};
 pub use stats::{KeyspaceStats, LevelStats, Stats};
 pub use strata_wal::{FaultFs, Fs, RecoveryMode, SeqNo, StdFs};
 

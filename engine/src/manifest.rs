@@ -58,6 +58,10 @@ pub struct TableMeta {
     pub entries: u64,
     /// Point tombstones among them.
     pub deletions: u64,
+    /// The sorted run of its level the table belongs to. Runs of a level are read
+    /// newest first, and a newer run has a larger id (ids come from the file-number
+    /// counter). A level-0 table is a run of its own, with its table id.
+    pub run: u64,
 }
 
 /// A keyspace as recorded in the manifest.
@@ -108,6 +112,8 @@ mod tag {
     pub const FLUSHED_SEQ: u64 = 8;
     pub const ADD_PREFIX_TOMBSTONE: u64 = 9;
     pub const REMOVE_PREFIX_TOMBSTONE: u64 = 10;
+    /// `ADD_TABLE` followed by the table's run id.
+    pub const ADD_TABLE_IN_RUN: u64 = 11;
 }
 
 impl VersionEdit {
@@ -154,7 +160,8 @@ impl VersionEdit {
             put_varint(&mut b, t.max_seq.0);
             put_varint(&mut b, t.entries);
             put_varint(&mut b, t.deletions);
-            field(tag::ADD_TABLE, b);
+            put_varint(&mut b, t.run);
+            field(tag::ADD_TABLE_IN_RUN, b);
         }
         for (ks, level, id) in &self.removed_tables {
             let mut b = Vec::new();
@@ -217,11 +224,11 @@ impl VersionEdit {
                 tag::DROP_KEYSPACE => edit
                     .dropped_keyspaces
                     .push(KeyspaceId(b.varint_u32().ok_or_else(bad)?)),
-                tag::ADD_TABLE => {
+                tag::ADD_TABLE | tag::ADD_TABLE_IN_RUN => {
                     let ks = KeyspaceId(b.varint_u32().ok_or_else(bad)?);
                     let level =
                         Level(u8::try_from(b.varint().ok_or_else(bad)?).map_err(|_| bad())?);
-                    let meta = TableMeta {
+                    let mut meta = TableMeta {
                         id: TableId(b.varint().ok_or_else(bad)?),
                         level,
                         size: b.varint().ok_or_else(bad)?,
@@ -231,6 +238,16 @@ impl VersionEdit {
                         max_seq: SeqNo(b.varint().ok_or_else(bad)?),
                         entries: b.varint().ok_or_else(bad)?,
                         deletions: b.varint().ok_or_else(bad)?,
+                        run: 0,
+                    };
+                    meta.run = if tag == tag::ADD_TABLE_IN_RUN {
+                        b.varint().ok_or_else(bad)?
+                    } else if level.0 == 0 {
+                        // Written before runs were recorded: level 0 held one run per
+                        // table, every deeper level one run.
+                        meta.id.0
+                    } else {
+                        0
                     };
                     edit.added_tables.push((ks, meta));
                 }
@@ -716,6 +733,7 @@ mod tests {
                     max_seq: SeqNo(50),
                     entries: 10,
                     deletions: 2,
+                    run: 7,
                 },
             )],
             removed_tables: vec![],

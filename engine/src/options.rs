@@ -34,6 +34,62 @@ impl Durability {
     }
 }
 
+/// The compaction policy of a keyspace (see `docs/compaction.md`). Each reads its
+/// shape from the keyspace's `level_size_ratio`, `base_level_bytes` and
+/// `l0_compaction_trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompactionStyle {
+    /// One sorted run per level, size ratio `level_size_ratio`, level targets computed
+    /// from the last level. Fewest runs per read, most rewriting.
+    Leveled,
+    /// Up to `level_size_ratio` runs per level, merged into the next level when full,
+    /// with a space-amplification bound of 1.5. Least rewriting, most runs per read.
+    Tiered,
+    /// Hierarchical adaptive: up to `K_i` runs on each upper level, one on the last,
+    /// with `K_i` chosen from the keyspace's observed mix of writes, point reads and
+    /// scans. The default.
+    #[default]
+    Hca,
+}
+
+impl CompactionStyle {
+    /// The name `db_bench --compaction_style` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompactionStyle::Leveled => "leveled",
+            CompactionStyle::Tiered => "tiered",
+            CompactionStyle::Hca => "hca",
+        }
+    }
+
+    /// Parses a name given by [`CompactionStyle::name`].
+    pub fn from_name(name: &str) -> Option<CompactionStyle> {
+        match name {
+            "leveled" => Some(CompactionStyle::Leveled),
+            "tiered" => Some(CompactionStyle::Tiered),
+            "hca" => Some(CompactionStyle::Hca),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u64 {
+        match self {
+            CompactionStyle::Leveled => 0,
+            CompactionStyle::Tiered => 1,
+            CompactionStyle::Hca => 2,
+        }
+    }
+
+    fn from_code(code: u64) -> Option<CompactionStyle> {
+        match code {
+            0 => Some(CompactionStyle::Leveled),
+            1 => Some(CompactionStyle::Tiered),
+            2 => Some(CompactionStyle::Hca),
+            _ => None,
+        }
+    }
+}
+
 /// Options of a database, fixed at open.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -66,6 +122,10 @@ pub struct Options {
     /// How damage in the WAL is treated at open. Default strict: any damage other
     /// than a torn tail stops open with `Error::Corruption`.
     pub wal_recovery_mode: RecoveryMode,
+    /// Bytes per second compactions may write, all keyspaces together; 0 (default)
+    /// means no limit. Flushes are never delayed (they unblock writers) but their bytes
+    /// count against the same budget, so compactions yield to them.
+    pub compaction_write_bytes_per_sec: u64,
 }
 
 impl Default for Options {
@@ -81,6 +141,7 @@ impl Default for Options {
             max_wal_bytes: 512 << 20,
             manifest_rollover_bytes: 8 << 20,
             wal_recovery_mode: RecoveryMode::Strict,
+            compaction_write_bytes_per_sec: 0,
         }
     }
 }
@@ -144,12 +205,26 @@ pub struct KeyspaceOptions {
     pub bloom_bits_per_key: u32,
     /// Level-0 tables that trigger a compaction into level 1. Default 4.
     pub l0_compaction_trigger: usize,
-    /// Level-0 tables at which each write is delayed by about 1 ms. Default 12.
+    /// Level-0 tables (sealed memtables counted as the tables they will become) at
+    /// which writes are slowed to `slowdown_write_bytes_per_sec`. Default 12.
     pub l0_slowdown_trigger: usize,
-    /// Level-0 tables at which writes stop until compaction catches up. Default 20.
+    /// Level 0 never holds more tables than this: a full memtable is not sealed
+    /// while level-0 tables plus sealed memtables would pass it, and writes to the
+    /// keyspace wait. Default 20.
     pub l0_stop_trigger: usize,
     /// Sealed memtables waiting for flush at which writes stop. Default 4.
     pub max_sealed_memtables: usize,
+    /// The compaction policy. Default [`CompactionStyle::Hca`].
+    pub compaction: CompactionStyle,
+    /// Compaction debt (the policy's estimate of bytes compaction must write to bring
+    /// every level within its limit) at which writes are slowed. Default 16 GiB.
+    pub soft_pending_compaction_bytes: u64,
+    /// Compaction debt the keyspace never passes: a full memtable is not sealed while
+    /// flushing it would bring the debt to this with compaction due, and writes
+    /// wait. Default 64 GiB.
+    pub hard_pending_compaction_bytes: u64,
+    /// The rate slowed writes are held to, in user bytes per second. Default 16 MiB/s.
+    pub slowdown_write_bytes_per_sec: u64,
     /// Size of level 1; each deeper level is `level_size_ratio` times larger.
     /// Default 64 MiB.
     pub base_level_bytes: u64,
@@ -171,6 +246,10 @@ impl Default for KeyspaceOptions {
             l0_slowdown_trigger: 12,
             l0_stop_trigger: 20,
             max_sealed_memtables: 4,
+            compaction: CompactionStyle::Hca,
+            soft_pending_compaction_bytes: 16 << 30,
+            hard_pending_compaction_bytes: 64 << 30,
+            slowdown_write_bytes_per_sec: 16 << 20,
             base_level_bytes: 64 << 20,
             level_size_ratio: 10,
             target_table_bytes: 32 << 20,
@@ -209,6 +288,14 @@ impl KeyspaceOptions {
         if self.base_level_bytes < 4096 || self.target_table_bytes < 4096 {
             return bad("base_level_bytes and target_table_bytes must be at least 4096");
         }
+        if self.soft_pending_compaction_bytes == 0
+            || self.hard_pending_compaction_bytes < self.soft_pending_compaction_bytes
+        {
+            return bad("need 0 < soft_pending_compaction_bytes <= hard_pending_compaction_bytes");
+        }
+        if self.slowdown_write_bytes_per_sec < 4096 {
+            return bad("slowdown_write_bytes_per_sec must be at least 4096");
+        }
         Ok(())
     }
 
@@ -216,7 +303,7 @@ impl KeyspaceOptions {
     pub fn encode(&self) -> Vec<u8> {
         use strata_wal::codec::put_varint;
         let mut out = Vec::new();
-        put_varint(&mut out, 1); // encoding version
+        put_varint(&mut out, 2); // encoding version
         put_varint(&mut out, matches!(self.durability, Durability::Sync) as u64);
         put_varint(&mut out, self.memtable_bytes as u64);
         put_varint(&mut out, self.block_size as u64);
@@ -232,6 +319,11 @@ impl KeyspaceOptions {
         put_varint(&mut out, self.base_level_bytes);
         put_varint(&mut out, u64::from(self.level_size_ratio));
         put_varint(&mut out, self.target_table_bytes);
+        // Version 2.
+        put_varint(&mut out, self.compaction.code());
+        put_varint(&mut out, self.soft_pending_compaction_bytes);
+        put_varint(&mut out, self.hard_pending_compaction_bytes);
+        put_varint(&mut out, self.slowdown_write_bytes_per_sec);
         out
     }
 
@@ -239,7 +331,8 @@ impl KeyspaceOptions {
     /// invalid.
     pub fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
         let mut r = strata_wal::codec::Reader::new(bytes);
-        if r.varint()? != 1 {
+        let version = r.varint()?;
+        if !(1..=2).contains(&version) {
             return None;
         }
         let mut v = || r.varint();
@@ -255,7 +348,7 @@ impl KeyspaceOptions {
         } else {
             Compression::None
         };
-        let options = KeyspaceOptions {
+        let mut options = KeyspaceOptions {
             durability,
             memtable_bytes,
             block_size,
@@ -268,7 +361,17 @@ impl KeyspaceOptions {
             base_level_bytes: v()?,
             level_size_ratio: u32::try_from(v()?).ok()?,
             target_table_bytes: v()?,
+            ..KeyspaceOptions::default()
         };
+        if version >= 2 {
+            options.compaction = CompactionStyle::from_code(r.varint()?)?;
+            options.soft_pending_compaction_bytes = r.varint()?;
+            options.hard_pending_compaction_bytes = r.varint()?;
+            options.slowdown_write_bytes_per_sec = r.varint()?;
+        }
+        if !r.is_empty() {
+            return None;
+        }
         options.validate().ok()?;
         Some(options)
     }

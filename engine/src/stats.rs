@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::cache::CacheStats;
 use crate::db::DbInner;
@@ -14,6 +15,8 @@ use crate::version::{Version, NUM_LEVELS};
 pub struct LevelStats {
     /// Number of tables.
     pub tables: usize,
+    /// Number of sorted runs (level 0: one per table).
+    pub runs: usize,
     /// Bytes on disk.
     pub bytes: u64,
 }
@@ -35,20 +38,36 @@ pub struct KeyspaceStats {
     pub flushes: u64,
     /// Bytes written by flushes.
     pub flush_bytes: u64,
-    /// Compactions done (moves included).
+    /// The compaction policy and its current shape.
+    pub policy: String,
+    /// Merges done (moves and drops are counted apart).
     pub compactions: u64,
+    /// Tables moved down without a rewrite.
+    pub moves: u64,
+    /// Tables deleted whole because they held only tombstones nobody needed.
+    pub dropped_tables: u64,
+    /// Values the compaction filter dropped or changed.
+    pub filtered: u64,
+    /// The policy's estimate of the bytes compaction must write to bring every level
+    /// within its limit.
+    pub pending_compaction_bytes: u64,
+    /// The largest `pending_compaction_bytes` seen since open.
+    pub max_pending_compaction_bytes: u64,
+    /// The most level-0 tables seen since open.
+    pub max_l0_tables: usize,
     /// Bytes read by compactions.
     pub compaction_read_bytes: u64,
     /// Bytes written by compactions.
     pub compaction_write_bytes: u64,
     /// Time writes spent delayed or stopped, in microseconds.
     pub stall_micros: u64,
-    /// Writes delayed because level 0 passed its slowdown trigger.
+    /// Writes slowed because level 0 passed its slowdown trigger or the debt its soft
+    /// limit.
     pub slowdowns: u64,
-    /// Times writes stopped for level 0 or sealed memtables.
+    /// Times writes stopped (a full memtable that could not be sealed).
     pub stops: u64,
-    /// Estimate of the live bytes in tables: the deepest level plus the tables above it
-    /// whose key range meets no table of the deepest level.
+    /// Estimate of the live bytes in tables: the oldest run of the deepest level plus
+    /// the tables elsewhere whose key range meets none of its tables.
     pub estimated_live_bytes: u64,
 }
 
@@ -176,9 +195,24 @@ impl fmt::Display for Stats {
                 k.slowdowns,
                 k.stops
             )?;
+            writeln!(
+                f,
+                "  policy {} | {} moves, {} tables dropped, {} filtered | pending compaction {} B (max {} B), max L0 tables {}",
+                k.policy,
+                k.moves,
+                k.dropped_tables,
+                k.filtered,
+                k.pending_compaction_bytes,
+                k.max_pending_compaction_bytes,
+                k.max_l0_tables
+            )?;
             for (i, l) in k.levels.iter().enumerate() {
                 if l.tables > 0 {
-                    writeln!(f, "  L{i}: {:>5} tables {:>14} bytes", l.tables, l.bytes)?;
+                    writeln!(
+                        f,
+                        "  L{i}: {:>5} tables {:>3} runs {:>14} bytes",
+                        l.tables, l.runs, l.bytes
+                    )?;
                 }
             }
         }
@@ -189,18 +223,21 @@ impl fmt::Display for Stats {
 /// See [`KeyspaceStats::estimated_live_bytes`].
 fn estimated_live_bytes(version: &Version) -> u64 {
     let deepest = version.deepest_nonempty_level();
-    let bottom = &version.levels[deepest];
-    let above: u64 = version.levels[..deepest]
-        .iter()
-        .flatten()
+    let Some(bottom) = version.levels[deepest].last() else {
+        return 0;
+    };
+    let elsewhere: u64 = version
+        .all_tables()
+        .filter(|t| !bottom.tables.iter().any(|b| Arc::ptr_eq(b, t)))
         .filter(|t| {
             !bottom
+                .tables
                 .iter()
                 .any(|b| b.overlaps(t.smallest_user_key(), t.largest_user_key()))
         })
         .map(|t| t.meta.size)
         .sum();
-    version.level_bytes(deepest) + above
+    bottom.bytes() + elsewhere
 }
 
 /// Gathers the figures.
@@ -218,6 +255,7 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 levels: (0..NUM_LEVELS)
                     .map(|l| LevelStats {
                         tables: view.version.table_count(l),
+                        runs: view.version.run_count(l),
                         bytes: view.version.level_bytes(l),
                     })
                     .collect(),
@@ -231,7 +269,14 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 user_bytes: c.user_bytes.load(Ordering::Relaxed),
                 flushes: c.flushes.load(Ordering::Relaxed),
                 flush_bytes: c.flush_bytes.load(Ordering::Relaxed),
+                policy: ks.policy.lock().policy.summary(),
                 compactions: c.compactions.load(Ordering::Relaxed),
+                moves: c.moves.load(Ordering::Relaxed),
+                dropped_tables: c.dropped_tables.load(Ordering::Relaxed),
+                filtered: c.filtered.load(Ordering::Relaxed),
+                pending_compaction_bytes: ks.pressure.pending_bytes.load(Ordering::Relaxed),
+                max_pending_compaction_bytes: ks.pressure.max_pending_bytes.load(Ordering::Relaxed),
+                max_l0_tables: ks.pressure.max_l0_tables.load(Ordering::Relaxed) as usize,
                 compaction_read_bytes: c.compaction_read_bytes.load(Ordering::Relaxed),
                 compaction_write_bytes: c.compaction_write_bytes.load(Ordering::Relaxed),
                 stall_micros: c.stall_micros.load(Ordering::Relaxed),

@@ -84,12 +84,41 @@ impl Drop for TableHandle {
     }
 }
 
-/// The tables of one keyspace.
+/// A sorted run: tables with disjoint key ranges, sorted by key.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The run's id; within a level a larger id is a newer run.
+    pub id: u64,
+    /// Its tables, by ascending key range.
+    pub tables: Vec<Arc<TableHandle>>,
+}
+
+impl Run {
+    /// The table whose range holds `key`, if any.
+    pub fn table_for(&self, key: &[u8]) -> Option<&Arc<TableHandle>> {
+        let idx = self.tables.partition_point(|t| t.largest_user_key() < key);
+        self.tables
+            .get(idx)
+            .filter(|t| t.smallest_user_key() <= key)
+    }
+
+    /// Bytes of the run's tables.
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.meta.size).sum()
+    }
+}
+
+/// The tables of one keyspace: per level, sorted runs, newest first.
+///
+/// Level 0 holds one run per flushed table; deeper levels hold as many runs as the
+/// keyspace's compaction policy allows (one for leveled levels). For any key two runs
+/// both hold, every version in the earlier run (in level order, then run order) is
+/// newer than every version in the later one, so a point read stops at the first run
+/// holding the key.
 #[derive(Debug, Clone)]
 pub struct Version {
-    /// `levels[0]` newest table first (tables may overlap); deeper levels sorted by
-    /// key, not overlapping.
-    pub levels: Vec<Vec<Arc<TableHandle>>>,
+    /// `levels[l]` holds the runs of level `l`, newest (largest id) first.
+    pub levels: Vec<Vec<Run>>,
     /// Prefix tombstones held by the manifest for this keyspace.
     pub prefix_tombstones: Arc<Vec<(Vec<u8>, SeqNo)>>,
 }
@@ -111,6 +140,13 @@ impl Version {
 
     /// Number of tables in `level`.
     pub fn table_count(&self, level: usize) -> usize {
+        self.levels
+            .get(level)
+            .map_or(0, |runs| runs.iter().map(|r| r.tables.len()).sum())
+    }
+
+    /// Number of runs in `level`.
+    pub fn run_count(&self, level: usize) -> usize {
         self.levels.get(level).map_or(0, Vec::len)
     }
 
@@ -118,36 +154,64 @@ impl Version {
     pub fn level_bytes(&self, level: usize) -> u64 {
         self.levels
             .get(level)
-            .map_or(0, |l| l.iter().map(|t| t.meta.size).sum())
+            .map_or(0, |runs| runs.iter().map(Run::bytes).sum())
     }
 
-    /// Every table, level by level.
+    /// The tables of `level`, run by run.
+    pub fn level_tables(&self, level: usize) -> impl Iterator<Item = &Arc<TableHandle>> {
+        self.levels
+            .get(level)
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.tables.iter())
+    }
+
+    /// Every table, level by level, run by run.
     pub fn all_tables(&self) -> impl Iterator<Item = &Arc<TableHandle>> {
-        self.levels.iter().flatten()
+        self.levels.iter().flatten().flat_map(|r| r.tables.iter())
     }
 
-    /// A copy with tables removed and added, each level kept in its order.
+    /// Finds a table by id.
+    pub fn table(&self, id: TableId) -> Option<&Arc<TableHandle>> {
+        self.all_tables().find(|t| t.id() == id)
+    }
+
+    /// A copy with tables removed and added: each added table joins the run its
+    /// `meta.run` names in its level (created if new); runs left empty disappear.
     pub fn apply(&self, removed: &[TableId], added: &[Arc<TableHandle>]) -> Version {
-        let mut levels: Vec<Vec<Arc<TableHandle>>> = self
+        let mut levels: Vec<Vec<Run>> = self
             .levels
             .iter()
-            .map(|l| {
-                l.iter()
-                    .filter(|t| !removed.contains(&t.id()))
-                    .cloned()
+            .map(|runs| {
+                runs.iter()
+                    .map(|r| Run {
+                        id: r.id,
+                        tables: r
+                            .tables
+                            .iter()
+                            .filter(|t| !removed.contains(&t.id()))
+                            .cloned()
+                            .collect(),
+                    })
                     .collect()
             })
             .collect();
         for t in added {
-            let level = usize::from(t.meta.level.0).min(NUM_LEVELS - 1);
-            levels[level].push(Arc::clone(t));
+            let level = &mut levels[usize::from(t.meta.level.0).min(NUM_LEVELS - 1)];
+            match level.iter_mut().find(|r| r.id == t.meta.run) {
+                Some(run) => run.tables.push(Arc::clone(t)),
+                None => level.push(Run {
+                    id: t.meta.run,
+                    tables: vec![Arc::clone(t)],
+                }),
+            }
         }
-        for (i, level) in levels.iter_mut().enumerate() {
-            if i == 0 {
-                // Newest first: table ids grow with flush order.
-                level.sort_by_key(|t| std::cmp::Reverse(t.id()));
-            } else {
-                level.sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
+        for level in &mut levels {
+            level.retain(|r| !r.tables.is_empty());
+            level.sort_by_key(|r| std::cmp::Reverse(r.id));
+            for run in level.iter_mut() {
+                run.tables
+                    .sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
             }
         }
         Version {
@@ -156,18 +220,16 @@ impl Version {
         }
     }
 
-    /// The tables that may hold `key`, newest data first: every level-0 table whose
-    /// range holds it, then at most one table per deeper level.
+    /// The tables that may hold `key`, newest data first: at most one per run, level
+    /// by level, run by run.
     pub fn tables_for_key<'a>(
         &'a self,
         key: &'a [u8],
     ) -> impl Iterator<Item = &'a Arc<TableHandle>> + 'a {
-        let l0 = self.levels[0].iter().filter(move |t| t.overlaps(key, key));
-        let deeper = self.levels[1..].iter().filter_map(move |level| {
-            let idx = level.partition_point(|t| t.largest_user_key() < key);
-            level.get(idx).filter(|t| t.smallest_user_key() <= key)
-        });
-        l0.chain(deeper)
+        self.levels
+            .iter()
+            .flatten()
+            .filter_map(move |run| run.table_for(key))
     }
 
     /// The deepest level holding any table (0 when empty).

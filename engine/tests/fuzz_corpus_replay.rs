@@ -94,6 +94,7 @@ fn generate_manifest_seed_corpus() {
         max_seq: SeqNo(9),
         entries: 10,
         deletions: 1,
+        run: id,
     };
     let flush = VersionEdit {
         added_tables: vec![(KeyspaceId(1), table(5, "a", "m"))],
