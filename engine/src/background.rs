@@ -63,7 +63,7 @@ fn worker_loop(inner: &DbInner) {
         let result = match job {
             Job::Flush(_) => flush_all_sealed(inner, &ks),
             Job::Compact(_) => compact_until_done(inner, &ks),
-            Job::Stop => Ok(()),
+            Job::Stop => Ok(false),
         };
         // The failing flush or compaction has poisoned the database itself.
         if result.is_err() && !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
@@ -72,7 +72,11 @@ fn worker_loop(inner: &DbInner) {
                 .background_errors
                 .fetch_add(1, Ordering::Relaxed);
         }
-        notify_progress(inner);
+        // Wake stalled writers only when something changed: a writer queues a job
+        // and waits, and a wake-up for nothing would have it spin.
+        if !matches!(result, Ok(false)) {
+            notify_progress(inner);
+        }
     }
 }
 
@@ -82,14 +86,22 @@ pub(crate) fn notify_progress(inner: &DbInner) {
     cond.notify_all();
 }
 
-fn flush_all_sealed(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
-    while flush_oldest(inner, ks)? {}
-    Ok(())
+/// Flushes every sealed memtable of `ks`; returns whether any was flushed.
+fn flush_all_sealed(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
+    let mut any = false;
+    while flush_oldest(inner, ks)? {
+        any = true;
+    }
+    Ok(any)
 }
 
-fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
-    while !inner.is_closed() && compact_once(inner, ks)? {}
-    Ok(())
+/// Runs compaction steps until the policy is satisfied; returns whether any ran.
+fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
+    let mut any = false;
+    while !inner.is_closed() && compact_once(inner, ks)? {
+        any = true;
+    }
+    Ok(any)
 }
 
 /// Clears a keyspace's work flag when dropped.

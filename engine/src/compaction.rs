@@ -140,6 +140,8 @@ pub(crate) struct Pressure {
     /// The most level-0 tables and the largest debt ever seen (for stats and tests).
     pub max_l0_tables: AtomicU64,
     pub max_pending_bytes: AtomicU64,
+    /// The largest debt a write was admitted under.
+    pub max_pending_at_write: AtomicU64,
 }
 
 /// Describes a version as the policy sees it.

@@ -1264,19 +1264,35 @@ impl DbInner {
 
     /// Delays or stops a write while the keyspace has too much unflushed or
     /// uncompacted data. Stops while the active memtable is full and may not be
-    /// sealed ([`KeyspaceInner::seal_allowed`]); slows writes to
+    /// sealed ([`KeyspaceInner::seal_allowed`]) or while the compaction debt is at
+    /// `hard_pending_compaction_bytes`; slows writes to
     /// `slowdown_write_bytes_per_sec` while level 0 (with sealed memtables) holds
     /// `l0_slowdown_trigger` tables or the debt passes `soft_pending_compaction_bytes`.
     fn maybe_stall(&self, ks: &KeyspaceInner, bytes: u64) -> Result<()> {
+        // Set when this write first had to wait; each wait counts as one stop.
+        let mut stalled_at: Option<std::time::Instant> = None;
+        let mut queued_at: Option<std::time::Instant> = None;
         loop {
             if ks.dropped.load(Ordering::SeqCst) {
                 return Err(Error::UnknownKeyspace(ks.name.clone()));
             }
             let view = ks.view();
             let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
-            if !full || ks.seal_allowed(&view) {
+            // The debt is zero whenever no compaction is due, so this cannot wait on
+            // work that will never run.
+            let pending = ks.pressure.pending_bytes.load(Ordering::Relaxed);
+            let admit = (!full || ks.seal_allowed(&view))
+                && pending < ks.options.hard_pending_compaction_bytes;
+            if admit {
+                if let Some(start) = stalled_at {
+                    ks.counters
+                        .stall_micros
+                        .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                ks.pressure
+                    .max_pending_at_write
+                    .fetch_max(pending, Ordering::Relaxed);
                 let l0 = view.version.table_count(0) + view.sealed.len();
-                let pending = ks.pressure.pending_bytes.load(Ordering::Relaxed);
                 if l0 >= ks.options.l0_slowdown_trigger
                     || pending >= ks.options.soft_pending_compaction_bytes
                 {
@@ -1285,20 +1301,24 @@ impl DbInner {
                 return Ok(());
             }
             self.check_writable()?;
-            ks.counters.stops.fetch_add(1, Ordering::Relaxed);
-            let start = std::time::Instant::now();
-            // Make sure the work that unblocks us is queued, then wait for progress.
-            if !view.sealed.is_empty() {
-                let _ = self.jobs.send(Job::Flush(ks.id));
+            let now = std::time::Instant::now();
+            if stalled_at.is_none() {
+                ks.counters.stops.fetch_add(1, Ordering::Relaxed);
+                stalled_at = Some(now);
             }
-            let _ = self.jobs.send(Job::Compact(ks.id));
+            // Make sure the work that unblocks us is queued (again after a while, in
+            // case a busy worker skipped it), then wait for progress.
+            if queued_at.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+            {
+                if !view.sealed.is_empty() {
+                    let _ = self.jobs.send(Job::Flush(ks.id));
+                }
+                let _ = self.jobs.send(Job::Compact(ks.id));
+                queued_at = Some(now);
+            }
             let (lock, cond) = &self.progress;
             let mut g = lock.lock();
             cond.wait_for(&mut g, std::time::Duration::from_millis(50));
-            drop(g);
-            ks.counters
-                .stall_micros
-                .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
     }
 

@@ -17,6 +17,8 @@ pub struct LevelStats {
     pub tables: usize,
     /// Number of sorted runs (level 0: one per table).
     pub runs: usize,
+    /// Entries (versions and tombstones) in the level's tables.
+    pub entries: u64,
     /// Bytes on disk.
     pub bytes: u64,
 }
@@ -51,8 +53,12 @@ pub struct KeyspaceStats {
     /// The policy's estimate of the bytes compaction must write to bring every level
     /// within its limit.
     pub pending_compaction_bytes: u64,
-    /// The largest `pending_compaction_bytes` seen since open.
+    /// The largest `pending_compaction_bytes` seen since open. A flush or a
+    /// compaction can take it past `hard_pending_compaction_bytes`; writes then wait.
     pub max_pending_compaction_bytes: u64,
+    /// The largest `pending_compaction_bytes` any write was admitted under; always
+    /// below `hard_pending_compaction_bytes`.
+    pub max_pending_compaction_bytes_at_write: u64,
     /// The most level-0 tables seen since open.
     pub max_l0_tables: usize,
     /// Bytes read by compactions.
@@ -256,6 +262,7 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                     .map(|l| LevelStats {
                         tables: view.version.table_count(l),
                         runs: view.version.run_count(l),
+                        entries: view.version.level_tables(l).map(|t| t.meta.entries).sum(),
                         bytes: view.version.level_bytes(l),
                     })
                     .collect(),
@@ -276,6 +283,10 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 filtered: c.filtered.load(Ordering::Relaxed),
                 pending_compaction_bytes: ks.pressure.pending_bytes.load(Ordering::Relaxed),
                 max_pending_compaction_bytes: ks.pressure.max_pending_bytes.load(Ordering::Relaxed),
+                max_pending_compaction_bytes_at_write: ks
+                    .pressure
+                    .max_pending_at_write
+                    .load(Ordering::Relaxed),
                 max_l0_tables: ks.pressure.max_l0_tables.load(Ordering::Relaxed) as usize,
                 compaction_read_bytes: c.compaction_read_bytes.load(Ordering::Relaxed),
                 compaction_write_bytes: c.compaction_write_bytes.load(Ordering::Relaxed),

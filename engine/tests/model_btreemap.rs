@@ -8,14 +8,19 @@
 //! prefix of the writes that contains every write acknowledged as durable (`Sync`
 //! writes, and everything before a flush or an explicit WAL sync).
 //!
-//! `STRATA_MODEL_CASES` sets the number of cases (default 400).
+//! The test runs once per compaction policy (leveled, tiered, HCA), with level sizes
+//! small enough that every policy builds several levels and runs, and with manual
+//! range compactions among the operations.
+//!
+//! `STRATA_MODEL_CASES` sets the number of cases per policy (default 200).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use strata::{
-    Db, Durability, FaultFs, Fs, Keyspace, KeyspaceOptions, Options, WriteBatch, WriteOptions,
+    CompactionStyle, Db, Durability, FaultFs, Fs, Keyspace, KeyspaceOptions, Options, WriteBatch,
+    WriteOptions,
 };
 use strata_wal::CrashMode;
 
@@ -39,6 +44,7 @@ enum Op {
     ReadSnapshot(usize, usize),
     Flush(usize),
     Compact(usize),
+    CompactRange(usize, u8, u8),
     SyncWal,
     Settle,
     Reopen,
@@ -46,7 +52,7 @@ enum Op {
 }
 
 fn key(k: u8) -> Vec<u8> {
-    format!("k{:02}", k % 24).into_bytes()
+    format!("k{:03}", k % 120).into_bytes()
 }
 
 fn value(k: u8, salt: u16) -> Vec<u8> {
@@ -74,6 +80,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), 0..2usize).prop_map(|(i, s)| Op::ReadSnapshot(i, s)),
         2 => (0..2usize).prop_map(Op::Flush),
         1 => (0..1usize).prop_map(Op::Compact),
+        1 => (0..2usize, any::<u8>(), any::<u8>()).prop_map(|(s, a, b)| Op::CompactRange(s, a, b)),
         1 => Just(Op::SyncWal),
         2 => Just(Op::Settle),
         1 => Just(Op::Reopen),
@@ -82,8 +89,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn prefix_of(k: u8) -> Vec<u8> {
-    // "k0", "k1" or "k2": covers a third of the keys.
-    format!("k{}", k % 3).into_bytes()
+    // "k00" to "k11": each covers ten keys.
+    format!("k{:02}", k % 12).into_bytes()
 }
 
 fn apply(state: &mut State, w: &Write) {
@@ -101,8 +108,10 @@ fn apply(state: &mut State, w: &Write) {
     }
 }
 
-fn ks_options() -> KeyspaceOptions {
+fn ks_options(compaction: CompactionStyle) -> KeyspaceOptions {
     KeyspaceOptions {
+        compaction,
+        level_size_ratio: 3,
         memtable_bytes: 4096,
         l0_compaction_trigger: 2,
         l0_slowdown_trigger: 8,
@@ -115,6 +124,7 @@ fn ks_options() -> KeyspaceOptions {
 }
 
 struct Harness {
+    style: CompactionStyle,
     fault: FaultFs,
     fs: Arc<dyn Fs>,
     db: Option<Db>,
@@ -135,7 +145,7 @@ impl Harness {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let mut o = ks_options();
+                let mut o = ks_options(self.style);
                 o.durability = if i == 0 {
                     Durability::Sync
                 } else {
@@ -165,10 +175,11 @@ impl Harness {
     }
 }
 
-fn run(ops: Vec<Op>, seed: u64) -> std::result::Result<(), TestCaseError> {
+fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(), TestCaseError> {
     let fault = FaultFs::new(seed);
     let fs: Arc<dyn Fs> = Arc::new(fault.clone());
     let mut h = Harness {
+        style,
         fault,
         fs,
         db: None,
@@ -285,6 +296,13 @@ fn run(ops: Vec<Op>, seed: u64) -> std::result::Result<(), TestCaseError> {
                 h.keyspaces[s].compact().expect("compact");
                 durable = current;
             }
+            Op::CompactRange(s, a, b) => {
+                let (a, b) = (key(a.min(b)), key(a.max(b)));
+                h.keyspaces[s]
+                    .compact_range(Some(&a), Some(&b))
+                    .expect("compact_range");
+                durable = current;
+            }
             Op::Settle => {
                 h.db.as_ref()
                     .expect("db")
@@ -338,14 +356,24 @@ fn cases() -> u32 {
     std::env::var("STRATA_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
+        .unwrap_or(200)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_btreemap_model(ops in proptest::collection::vec(op_strategy(), 1..250), seed in any::<u64>()) {
-        run(ops, seed)?;
+    fn engine_matches_btreemap_model_leveled(ops in proptest::collection::vec(op_strategy(), 1..250), seed in any::<u64>()) {
+        run(CompactionStyle::Leveled, ops, seed)?;
+    }
+
+    #[test]
+    fn engine_matches_btreemap_model_tiered(ops in proptest::collection::vec(op_strategy(), 1..250), seed in any::<u64>()) {
+        run(CompactionStyle::Tiered, ops, seed)?;
+    }
+
+    #[test]
+    fn engine_matches_btreemap_model_hca(ops in proptest::collection::vec(op_strategy(), 1..250), seed in any::<u64>()) {
+        run(CompactionStyle::Hca, ops, seed)?;
     }
 }

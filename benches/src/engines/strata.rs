@@ -7,8 +7,9 @@
 //!   with [`WriteOptions`]. Deletes use the keyspace's durability.
 //! - `--compression` sets the keyspace's block compression; `--cache_size` the block
 //!   cache.
-//! - `--compaction_style` and `--value_threshold` are not options of this engine build
-//!   yet: a non-default value prints a warning on stderr and has no effect.
+//! - `--compaction_style` sets the keyspace's compaction policy (leveled, tiered or
+//!   HCA). `--value_threshold` is not an option of this engine build yet: a value prints
+//!   a warning on stderr and has no effect.
 //! - Reads lend the engine's [`Bytes`] to the visitor without a copy; scans are one
 //!   cursor each.
 
@@ -28,7 +29,7 @@ pub const KEYSPACE: &str = "bench";
 /// What this engine build honours (see the module docs).
 const SUPPORTED: Supported = Supported {
     compression: true,
-    compaction_style: false,
+    compaction_style: true,
     value_threshold: false,
 };
 
@@ -51,6 +52,14 @@ fn durability(d: bench::Durability) -> Durability {
         // The WAL-bypass path is not in this engine build yet (its own issue); open()
         // refuses --disable_wal=1 before this is reached.
         bench::Durability::Bypass => Durability::Buffered,
+    }
+}
+
+fn compaction_style(c: bench::CompactionStyle) -> strata::CompactionStyle {
+    match c {
+        bench::CompactionStyle::Leveled => strata::CompactionStyle::Leveled,
+        bench::CompactionStyle::Tiered => strata::CompactionStyle::Tiered,
+        bench::CompactionStyle::Hca => strata::CompactionStyle::Hca,
     }
 }
 
@@ -85,6 +94,7 @@ pub fn open(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError> 
             KeyspaceOptions {
                 durability: keyspace_durability,
                 compression: compression(config.compression),
+                compaction: compaction_style(config.compaction_style),
                 ..KeyspaceOptions::default()
             },
         )
