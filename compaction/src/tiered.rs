@@ -175,7 +175,17 @@ impl CompactionPolicy for Tiered {
     fn debt(&self, tree: &TreeDesc) -> Debt {
         let mut debt = planner::debt(tree, &self.plan(tree));
         if self.over_space_bound(tree) {
-            debt.pending_bytes = debt.pending_bytes.max(tree.total_bytes());
+            // The full merge rewrites the whole tree, but what it owes is the space
+            // above the oldest run: counting the whole tree would let one large
+            // database's routine space merge stop every write.
+            let oldest = tree
+                .levels
+                .iter()
+                .rev()
+                .find_map(|l| l.runs.last())
+                .map_or(0, |r| r.bytes());
+            let excess = tree.total_bytes().saturating_sub(oldest);
+            debt.pending_bytes = debt.pending_bytes.max(excess);
             debt.score = debt.score.max(1.0);
         }
         debt

@@ -95,13 +95,20 @@ fn flush_all_sealed(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     Ok(any)
 }
 
-/// Runs compaction steps until the policy is satisfied; returns whether any ran.
+/// Runs compaction steps until the policy is satisfied; returns whether any ran. A
+/// request that arrived while this keyspace was compacting (and found it busy) is
+/// honoured before returning.
 fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     let mut any = false;
-    while !inner.is_closed() && compact_once(inner, ks)? {
-        any = true;
+    loop {
+        while !inner.is_closed() && compact_once(inner, ks)? {
+            any = true;
+        }
+        let again = std::mem::take(&mut ks.work.lock().compaction_requested);
+        if !again || inner.is_closed() || ks.dropped.load(Ordering::SeqCst) {
+            return Ok(any);
+        }
     }
-    Ok(any)
 }
 
 /// Clears a keyspace's work flag when dropped.
@@ -129,6 +136,10 @@ pub(crate) fn take_flag(ks: &KeyspaceInner, flush: bool) -> Option<WorkFlag<'_>>
         &mut work.compacting
     };
     if *busy {
+        if !flush {
+            // Whoever holds it runs the policy again before letting go.
+            work.compaction_requested = true;
+        }
         return None;
     }
     *busy = true;
@@ -265,7 +276,7 @@ pub(crate) fn build_tables(
     let (level, target) = (spec.level, spec.target);
     let pace = |bytes: u64| {
         if spec.rate_limited {
-            inner.rate_limiter.acquire(bytes);
+            inner.rate_limiter.acquire(bytes, || inner.is_closed());
         } else {
             inner.rate_limiter.charge(bytes);
         }

@@ -140,8 +140,6 @@ pub(crate) struct Pressure {
     /// The most level-0 tables and the largest debt ever seen (for stats and tests).
     pub max_l0_tables: AtomicU64,
     pub max_pending_bytes: AtomicU64,
-    /// The largest debt a write was admitted under.
-    pub max_pending_at_write: AtomicU64,
 }
 
 /// Describes a version as the policy sees it.
@@ -260,10 +258,12 @@ pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
     }
     let result = resolve(inner, &tree, &view.version, &decision)
         .and_then(|task| run_task(inner, ks, &view.version, task));
-    poison_on_error(inner, ks, result)?;
+    let installed = poison_on_error(inner, ks, result)?;
     refresh_pressure(ks);
     notify_progress(inner);
-    Ok(true)
+    // Not installed: the keyspace was dropped or the database closed; asking again
+    // would only redo the same step.
+    Ok(installed)
 }
 
 /// Checks `decision` against `tree` and resolves it to the tables of `version`.
@@ -347,9 +347,16 @@ fn run_for(inner: &DbInner, version: &Version, level: usize, placement: Placemen
     }
 }
 
-/// Executes a task and installs its result.
-fn run_task(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: Task) -> Result<()> {
+/// Executes a task and installs its result; returns whether it was installed (not
+/// when the keyspace was dropped or the database closed meanwhile).
+fn run_task(
+    inner: &DbInner,
+    ks: &Arc<KeyspaceInner>,
+    version: &Version,
+    task: Task,
+) -> Result<bool> {
     let level = Level(task.output_level as u8);
+    let mut filtered = 0;
     let outputs: Vec<Arc<TableHandle>> = match task.kind {
         TaskKind::Move => task
             .inputs
@@ -390,13 +397,14 @@ fn run_task(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: T
                 rate_limited: true,
             };
             let built = build_tables(inner, ks, &mut merged, &mut filter, &spec)?;
-            ks.counters
-                .filtered
-                .fetch_add(filter.filtered, Ordering::Relaxed);
+            filtered = filter.filtered;
             built
         }
     };
-    install(inner, ks, &task, &outputs)?;
+    if !install(inner, ks, &task, &outputs)? {
+        return Ok(false);
+    }
+    ks.counters.filtered.fetch_add(filtered, Ordering::Relaxed);
     let read: u64 = task.inputs.iter().map(|t| t.meta.size).sum();
     let written: u64 = outputs.iter().map(|t| t.meta.size).sum();
     let c = &ks.counters;
@@ -415,17 +423,18 @@ fn run_task(inner: &DbInner, ks: &Arc<KeyspaceInner>, version: &Version, task: T
                 .fetch_add(written, Ordering::Relaxed);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Commits the task's edit to the manifest and installs the new version; then lets
-/// go of the inputs (their files go when the last reader drops them).
+/// go of the inputs (their files go when the last reader drops them). Returns false,
+/// discarding the outputs, when the keyspace was dropped or the database closed.
 fn install(
     inner: &DbInner,
     ks: &Arc<KeyspaceInner>,
     task: &Task,
     outputs: &[Arc<TableHandle>],
-) -> Result<()> {
+) -> Result<bool> {
     let is_move = task.kind == TaskKind::Move;
     let removed: Vec<(KeyspaceId, Level, TableId)> = task
         .inputs
@@ -444,7 +453,7 @@ fn install(
         };
         if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
             discard_outputs();
-            return Ok(());
+            return Ok(false);
         }
         // Versions change only under the manifest lock, which we hold: the version
         // computed here is still current when it is installed below, and readers are
@@ -495,7 +504,7 @@ fn install(
             t.mark_obsolete();
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Compacts every table of `ks` whose keys meet `[start, end)` (`None`: unbounded),
@@ -525,7 +534,8 @@ pub(crate) fn compact_range(
     let tree = tree_desc(version);
     let result = match manual_merge(&tree, start, end) {
         Some(decision) => resolve(inner, &tree, version, &decision)
-            .and_then(|task| run_task(inner, ks, version, task)),
+            .and_then(|task| run_task(inner, ks, version, task))
+            .map(|_| ()),
         None => Ok(()),
     };
     let result = poison_on_error(inner, ks, result);

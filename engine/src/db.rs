@@ -184,6 +184,8 @@ impl View {
 pub(crate) struct KeyspaceWork {
     pub flushing: bool,
     pub compacting: bool,
+    /// A compaction job found the keyspace compacting; the running one goes again.
+    pub compaction_requested: bool,
 }
 
 /// Counters of one keyspace.
@@ -209,8 +211,6 @@ pub(crate) struct KeyspaceCounters {
     pub dropped_tables: AtomicU64,
     /// Values the user compaction filter dropped or changed.
     pub filtered: AtomicU64,
-    /// Nanoseconds of slowdown owed by writes but not yet slept.
-    pub slowdown_owed_nanos: AtomicU64,
 }
 
 impl KeyspaceCounters {
@@ -242,6 +242,8 @@ pub(crate) struct KeyspaceInner {
     pub pressure: Pressure,
     /// The user's compaction filter, if any.
     pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
+    /// When the next slowed write may start (see `DbInner::slow_down`).
+    pub slowdown_next: Mutex<std::time::Instant>,
 }
 
 impl KeyspaceInner {
@@ -270,6 +272,7 @@ impl KeyspaceInner {
             policy: Mutex::new(PolicyState::new(policy)),
             pressure: Pressure::default(),
             filter: RwLock::new(None),
+            slowdown_next: Mutex::new(std::time::Instant::now()),
         };
         crate::compaction::refresh_pressure(&ks);
         Ok(ks)
@@ -1184,9 +1187,13 @@ impl DbInner {
                 involved.push(r.ks);
             }
         }
-        let batch_bytes: usize = reqs.iter().map(|r| r.key.len() + r.value.len()).sum();
         for ks in &involved {
-            self.maybe_stall(ks, batch_bytes as u64)?;
+            let bytes: usize = reqs
+                .iter()
+                .filter(|r| Arc::ptr_eq(r.ks, ks))
+                .map(|r| r.key.len() + r.value.len())
+                .sum();
+            self.maybe_stall(ks, bytes as u64)?;
         }
         let durability = options.durability.unwrap_or_else(|| {
             involved
@@ -1231,23 +1238,19 @@ impl DbInner {
                 return Err(e);
             }
         };
-        let mut user_bytes = 0;
-        for r in reqs {
-            r.ks.counters.write_ops.fetch_add(1, Ordering::Relaxed);
-        }
         for (i, r) in reqs.iter().enumerate() {
             let seq = first.plus(i as u64);
             let view = r.ks.view();
             apply_entry(view.memtable_for(seq), r.op, r.key, r.value, seq);
-            user_bytes += (r.key.len() + r.value.len()) as u64;
+            let c = &r.ks.counters;
+            c.write_ops.fetch_add(1, Ordering::Relaxed);
+            c.user_bytes
+                .fetch_add((r.key.len() + r.value.len()) as u64, Ordering::Relaxed);
         }
         self.publisher.complete(first);
         self.publisher.wait_visible(first.plus(count - 1));
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         for ks in &involved {
-            ks.counters
-                .user_bytes
-                .fetch_add(user_bytes / involved.len() as u64, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
         }
         if self
@@ -1289,9 +1292,6 @@ impl DbInner {
                         .stall_micros
                         .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
-                ks.pressure
-                    .max_pending_at_write
-                    .fetch_max(pending, Ordering::Relaxed);
                 let l0 = view.version.table_count(0) + view.sealed.len();
                 if l0 >= ks.options.l0_slowdown_trigger
                     || pending >= ks.options.soft_pending_compaction_bytes
@@ -1322,31 +1322,29 @@ impl DbInner {
         }
     }
 
-    /// Delays a write of `bytes` so slowed writes run at
-    /// `slowdown_write_bytes_per_sec`; short delays add up until they are worth a sleep.
+    /// Delays a write of `bytes` so slowed writes, all writers of the keyspace
+    /// together, run at `slowdown_write_bytes_per_sec`: each slowed write books the
+    /// next slot on a shared clock and sleeps until its slot begins (a slot less than
+    /// 100 µs away is not worth a sleep).
     fn slow_down(&self, ks: &KeyspaceInner, bytes: u64) {
-        const MIN_SLEEP_NANOS: u64 = 200_000;
         let rate = ks.options.slowdown_write_bytes_per_sec.max(1);
-        let nanos = bytes.max(1).saturating_mul(1_000_000_000) / rate;
-        let owed = ks
-            .counters
-            .slowdown_owed_nanos
-            .fetch_add(nanos, Ordering::Relaxed)
-            + nanos;
+        let cost =
+            std::time::Duration::from_nanos(bytes.max(1).saturating_mul(1_000_000_000) / rate);
+        let now = std::time::Instant::now();
+        let slot = {
+            let mut next = ks.slowdown_next.lock();
+            let slot = (*next).max(now);
+            *next = slot + cost;
+            slot
+        };
         ks.counters.slowdowns.fetch_add(1, Ordering::Relaxed);
-        if owed < MIN_SLEEP_NANOS {
-            return;
+        let wait = slot.saturating_duration_since(now);
+        if wait >= std::time::Duration::from_micros(100) {
+            std::thread::sleep(wait);
+            ks.counters
+                .stall_micros
+                .fetch_add(now.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        // This writer pays what is owed so far.
-        let taken = ks.counters.slowdown_owed_nanos.swap(0, Ordering::Relaxed);
-        if taken == 0 {
-            return;
-        }
-        let start = std::time::Instant::now();
-        std::thread::sleep(std::time::Duration::from_nanos(taken));
-        ks.counters
-            .stall_micros
-            .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Seals the active memtable when it is full (or when `force`d and not empty) and

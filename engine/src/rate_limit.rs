@@ -3,7 +3,9 @@
 //! Compactions ask for bytes before they write them and sleep until the bucket holds
 //! them; flushes take bytes without waiting (a delayed flush would stall writers), which
 //! can drive the bucket negative, so compactions yield to flushes. The bucket holds at
-//! most 100 ms of budget, so an idle period does not buy a burst.
+//! most 100 ms of budget, so an idle period does not buy a burst, and owes at most one
+//! second, so a large flush cannot park a compaction (and its thread) for long. Sleeps
+//! come in slices that give up once the database closes.
 //!
 //! Trade-off: one lock per request; requests are per output block (kilobytes), so the
 //! lock is taken a few thousand times a second at most.
@@ -49,15 +51,20 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.bytes_per_sec as f64).min(self.burst());
     }
 
-    /// Takes `bytes` from the bucket, sleeping until they are available.
-    pub(crate) fn acquire(&self, bytes: u64) {
+    fn floor(&self) -> f64 {
+        -(self.bytes_per_sec as f64)
+    }
+
+    /// Takes `bytes` from the bucket, sleeping until they are available or `stop`
+    /// says to give up.
+    pub(crate) fn acquire(&self, bytes: u64, stop: impl Fn() -> bool) {
         if self.bytes_per_sec == 0 || bytes == 0 {
             return;
         }
         let wait = {
             let mut bucket = self.bucket.lock();
             self.refill(&mut bucket);
-            bucket.tokens -= bytes as f64;
+            bucket.tokens = (bucket.tokens - bytes as f64).max(self.floor());
             if bucket.tokens >= 0.0 {
                 return;
             }
@@ -65,7 +72,14 @@ impl RateLimiter {
         };
         // The bytes are already taken: sleeping until the deficit is repaid keeps the
         // long-run rate at the limit.
-        std::thread::sleep(wait);
+        let deadline = Instant::now() + wait;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || stop() {
+                return;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
     }
 
     /// Takes `bytes` without waiting (flushes).
@@ -75,7 +89,7 @@ impl RateLimiter {
         }
         let mut bucket = self.bucket.lock();
         self.refill(&mut bucket);
-        bucket.tokens -= bytes as f64;
+        bucket.tokens = (bucket.tokens - bytes as f64).max(self.floor());
     }
 }
 
@@ -86,17 +100,21 @@ mod tests {
     #[test]
     fn unlimited_never_waits_and_limited_waits_for_the_deficit() {
         let free = RateLimiter::new(0);
-        free.acquire(u64::MAX);
+        free.acquire(u64::MAX, || false);
         free.charge(u64::MAX);
         // 1 MB/s: taking 100 KB beyond the (empty) bucket means sleeping about 100 ms.
         let limited = RateLimiter::new(1_000_000);
         let start = Instant::now();
-        limited.acquire(100_000);
+        limited.acquire(100_000, || false);
         assert!(start.elapsed() >= Duration::from_millis(90));
         // A flush overdraws the bucket without waiting; the next compaction pays.
         limited.charge(50_000);
         let start = Instant::now();
-        limited.acquire(1);
+        limited.acquire(1, || false);
         assert!(start.elapsed() >= Duration::from_millis(40));
+        // The debt is capped at one second of budget.
+        limited.charge(u64::MAX);
+        let tokens = limited.bucket.lock().tokens;
+        assert!(tokens >= -1_000_000.0, "deficit {tokens}");
     }
 }

@@ -56,9 +56,6 @@ pub struct KeyspaceStats {
     /// The largest `pending_compaction_bytes` seen since open. A flush or a
     /// compaction can take it past `hard_pending_compaction_bytes`; writes then wait.
     pub max_pending_compaction_bytes: u64,
-    /// The largest `pending_compaction_bytes` any write was admitted under; always
-    /// below `hard_pending_compaction_bytes`.
-    pub max_pending_compaction_bytes_at_write: u64,
     /// The most level-0 tables seen since open.
     pub max_l0_tables: usize,
     /// Bytes read by compactions.
@@ -283,10 +280,6 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 filtered: c.filtered.load(Ordering::Relaxed),
                 pending_compaction_bytes: ks.pressure.pending_bytes.load(Ordering::Relaxed),
                 max_pending_compaction_bytes: ks.pressure.max_pending_bytes.load(Ordering::Relaxed),
-                max_pending_compaction_bytes_at_write: ks
-                    .pressure
-                    .max_pending_at_write
-                    .load(Ordering::Relaxed),
                 max_l0_tables: ks.pressure.max_l0_tables.load(Ordering::Relaxed) as usize,
                 compaction_read_bytes: c.compaction_read_bytes.load(Ordering::Relaxed),
                 compaction_write_bytes: c.compaction_write_bytes.load(Ordering::Relaxed),

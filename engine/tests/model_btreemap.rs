@@ -297,7 +297,8 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                 durable = current;
             }
             Op::CompactRange(s, a, b) => {
-                let (a, b) = (key(a.min(b)), key(a.max(b)));
+                let (a, b) = (key(a), key(b));
+                let (a, b) = (a.clone().min(b.clone()), a.max(b));
                 h.keyspaces[s]
                     .compact_range(Some(&a), Some(&b))
                     .expect("compact_range");
