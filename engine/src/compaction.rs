@@ -137,8 +137,9 @@ pub(crate) struct Pressure {
     pub projected_bytes: AtomicU64,
     /// Whether the policy has work to do on the tree as it is.
     pub due: AtomicBool,
-    /// The most level-0 tables and the largest debt ever seen (for stats and tests).
+    /// The most level-0 tables ever seen (for stats and tests).
     pub max_l0_tables: AtomicU64,
+    /// The largest debt ever seen.
     pub max_pending_bytes: AtomicU64,
 }
 

@@ -1187,13 +1187,19 @@ impl DbInner {
                 involved.push(r.ks);
             }
         }
-        for ks in &involved {
-            let bytes: usize = reqs
-                .iter()
-                .filter(|r| Arc::ptr_eq(r.ks, ks))
-                .map(|r| r.key.len() + r.value.len())
-                .sum();
-            self.maybe_stall(ks, bytes as u64)?;
+        // Entries and user bytes per involved keyspace, for stalls and counters.
+        let per_ks: Vec<(u64, u64)> = involved
+            .iter()
+            .map(|ks| {
+                reqs.iter()
+                    .filter(|r| Arc::ptr_eq(r.ks, ks))
+                    .fold((0, 0), |(n, b), r| {
+                        (n + 1, b + (r.key.len() + r.value.len()) as u64)
+                    })
+            })
+            .collect();
+        for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
+            self.maybe_stall(ks, *bytes)?;
         }
         let durability = options.durability.unwrap_or_else(|| {
             involved
@@ -1242,15 +1248,13 @@ impl DbInner {
             let seq = first.plus(i as u64);
             let view = r.ks.view();
             apply_entry(view.memtable_for(seq), r.op, r.key, r.value, seq);
-            let c = &r.ks.counters;
-            c.write_ops.fetch_add(1, Ordering::Relaxed);
-            c.user_bytes
-                .fetch_add((r.key.len() + r.value.len()) as u64, Ordering::Relaxed);
         }
         self.publisher.complete(first);
         self.publisher.wait_visible(first.plus(count - 1));
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        for ks in &involved {
+        for (ks, (entries, bytes)) in involved.iter().zip(&per_ks) {
+            ks.counters.write_ops.fetch_add(*entries, Ordering::Relaxed);
+            ks.counters.user_bytes.fetch_add(*bytes, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
         }
         if self
