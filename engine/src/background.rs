@@ -43,6 +43,54 @@ pub(crate) fn start_workers(inner: &Arc<DbInner>) -> Result<()> {
     Ok(())
 }
 
+/// Starts the thread that seals and flushes WAL-bypass writes older than their
+/// keyspace's `bypass_flush_interval`. It wakes at a quarter of the shortest interval
+/// (at most every 250 ms) and at every flush, compaction and close.
+pub(crate) fn start_bypass_flusher(inner: &Arc<DbInner>) -> Result<()> {
+    let db = Arc::clone(inner);
+    let handle = std::thread::Builder::new()
+        .name("strata-bypass-flush".into())
+        .spawn(move || bypass_flush_loop(&db))
+        .map_err(|e| Error::io("spawn background thread", &inner.path, e))?;
+    inner.workers().lock().push(handle);
+    Ok(())
+}
+
+fn bypass_flush_loop(inner: &DbInner) {
+    loop {
+        let mut tick = std::time::Duration::from_millis(250);
+        if inner.poisoned().is_none() {
+            let keyspaces: Vec<Arc<KeyspaceInner>> =
+                inner.catalog.read().by_id.values().cloned().collect();
+            for ks in &keyspaces {
+                let Some(interval) = ks.options.bypass_flush_interval else {
+                    continue;
+                };
+                tick = tick.min((interval / 4).max(std::time::Duration::from_millis(1)));
+                let view = ks.view();
+                let overdue = |m: &crate::memtable::Memtable| {
+                    m.bypass_since().is_some_and(|t| t.elapsed() >= interval)
+                };
+                if overdue(&view.active) {
+                    inner.maybe_switch_memtable(ks, true);
+                }
+                // Sealed ones are queued already; queue again in case a busy worker
+                // passed over the job.
+                if view.sealed.iter().any(|s| overdue(&s.memtable)) {
+                    let _ = inner.jobs.send(Job::Flush(ks.id));
+                }
+            }
+        }
+        let (lock, cond) = &inner.progress;
+        let mut g = lock.lock();
+        // Checked under the lock `close` notifies under: no wake-up is missed.
+        if inner.is_closed() {
+            return;
+        }
+        cond.wait_for(&mut g, tick);
+    }
+}
+
 fn worker_loop(inner: &DbInner) {
     while let Ok(job) = inner.jobs_rx().recv() {
         if inner.is_closed() || job == Job::Stop {
@@ -530,12 +578,14 @@ pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
     if segments.saturating_mul(inner.options.wal_segment_bytes) <= inner.options.max_wal_bytes {
         return;
     }
+    let bypass = inner.bypass_keyspaces();
     let oldest = {
         let meta = inner.meta.lock();
         let catalog = inner.catalog.read();
         meta.state
             .keyspaces
             .iter()
+            .filter(|(id, _)| !bypass.contains(id))
             .filter_map(|(id, k)| {
                 catalog
                     .by_id

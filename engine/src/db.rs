@@ -16,7 +16,7 @@
 //! manifest does not know, write a fresh manifest, and replay the WAL from the oldest
 //! unflushed sequence number into memtables. See `docs/architecture.md`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,67 +65,84 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
         .flatten()
 }
 
-/// Publishes sequence numbers to readers in order.
+/// Publishes sequence numbers to readers in order, without a lock.
 ///
-/// Every reservation is recorded (in sequence order, under the WAL's lock or the
-/// publisher's own); `complete` marks it applied; the visible sequence number advances
-/// over the completed prefix only, so a reader never sees a later write without every
-/// earlier one.
+/// A writer reserves its numbers from the shared [`SeqCounter`] (an atomic add; a
+/// logged write does it under the WAL's queue lock, so log order is sequence order),
+/// applies its entries to the memtables, then publishes: it waits until every earlier
+/// reservation is published and moves the visible sequence number to its own last
+/// one. Readers only load the visible number, and everything at or below it is
+/// applied, so a reader never sees a later write without every earlier one.
+///
+/// Trade-off: a writer waits for the writers that reserved before it. Nothing between
+/// a reservation and its publication does I/O (a logged write's WAL record is written
+/// and synced after it is published), so that wait is for other writers' memtable
+/// inserts only, and writes to different keyspaces share no lock: a bypass write
+/// never waits on the WAL or on a `Sync` write's fsync.
 #[derive(Debug)]
 pub(crate) struct Publisher {
-    inflight: Mutex<VecDeque<(u64, u64, bool)>>,
     visible: AtomicU64,
-    advanced: Condvar,
 }
 
 impl Publisher {
     fn new(visible: SeqNo) -> Self {
         Publisher {
-            inflight: Mutex::new(VecDeque::new()),
             visible: AtomicU64::new(visible.0),
-            advanced: Condvar::new(),
         }
     }
 
-    /// Reserves `count` sequence numbers from `counter` and records them in flight.
-    pub(crate) fn reserve(&self, counter: &SeqCounter, count: u64) -> SeqNo {
-        let mut inflight = self.inflight.lock();
-        let first = counter.reserve(count);
-        inflight.push_back((first.0, first.0 + count - 1, false));
-        first
+    /// Reserves `count` sequence numbers from `counter`; `None` when they are used up
+    /// (nothing is reserved then).
+    pub(crate) fn reserve(&self, counter: &SeqCounter, count: u64) -> Option<SeqNo> {
+        counter.try_reserve(count)
     }
 
-    /// Marks the reservation starting at `first` applied.
-    pub(crate) fn complete(&self, first: SeqNo) {
-        let mut inflight = self.inflight.lock();
-        let idx = inflight.partition_point(|(f, _, _)| *f < first.0);
-        if let Some(entry) = inflight.get_mut(idx) {
-            entry.2 = true;
+    /// Publishes the reservation `first..=last` (applied, or abandoned after a
+    /// failure: either way later writes may become visible): waits until every earlier
+    /// reservation is published, then makes this one visible.
+    pub(crate) fn publish(&self, first: SeqNo, last: SeqNo) {
+        let before = first.0 - 1;
+        let mut backoff = Backoff::default();
+        while self.visible.load(Ordering::Acquire) != before {
+            backoff.snooze();
         }
-        let mut advanced = false;
-        while let Some(&(_, last, true)) = inflight.front() {
-            self.visible.store(last, Ordering::SeqCst);
-            inflight.pop_front();
-            advanced = true;
-        }
-        if advanced {
-            self.advanced.notify_all();
-        }
+        self.visible.store(last.0, Ordering::Release);
     }
 
     /// The newest sequence number whose write (and every earlier one) is applied.
     pub(crate) fn visible(&self) -> SeqNo {
-        SeqNo(self.visible.load(Ordering::SeqCst))
+        SeqNo(self.visible.load(Ordering::Acquire))
     }
 
     /// Waits until `seq` is visible.
     pub(crate) fn wait_visible(&self, seq: SeqNo) {
-        if self.visible() >= seq {
-            return;
-        }
-        let mut inflight = self.inflight.lock();
+        let mut backoff = Backoff::default();
         while self.visible() < seq {
-            self.advanced.wait(&mut inflight);
+            backoff.snooze();
+        }
+    }
+}
+
+/// Waiting for another thread's short step: spin briefly, then yield the core (on a
+/// machine with fewer cores than writers the thread waited for may need it).
+#[derive(Debug, Default)]
+struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    fn snooze(&mut self) {
+        if self.step < 6 {
+            for _ in 0..(1u32 << self.step) {
+                std::hint::spin_loop();
+            }
+            self.step += 1;
+        } else if self.step < 200 {
+            std::thread::yield_now();
+            self.step += 1;
+        } else {
+            // Preempted for a whole time slice: stop burning the core it needs.
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
     }
 }
@@ -392,6 +409,8 @@ pub(crate) struct DbInner {
     jobs_rx: crossbeam_channel::Receiver<Job>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     poisoned: Mutex<Option<String>>,
+    /// Set (after `poisoned`) when the database is poisoned.
+    is_poisoned: AtomicBool,
     closed: AtomicBool,
     lock: Mutex<Option<Box<dyn FileLock>>>,
     /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
@@ -715,6 +734,23 @@ impl Db {
         Ok(())
     }
 
+    /// Flushes `keyspace`'s memtables to tables and returns once they are durable:
+    /// every write to it acknowledged before the call then survives any crash,
+    /// WAL-bypass writes included (the same as [`Keyspace::flush`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a keyspace of another database; I/O errors from
+    /// the flush; [`Error::Closed`].
+    pub fn flush_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        if keyspace.instance() != self.inner().instance {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace {:?} belongs to another database",
+                keyspace.name()
+            )));
+        }
+        keyspace.flush()
+    }
+
     /// Runs every due flush and compaction to completion (in the calling thread when
     /// no background thread is on it) and returns once none is left: the tree is then
     /// within its level targets. Useful before measuring, and in tests.
@@ -727,7 +763,9 @@ impl Db {
             inner.check_writable()?;
             let all: Vec<Arc<KeyspaceInner>> =
                 inner.catalog.read().by_id.values().cloned().collect();
-            let mut busy = false;
+            // A flush the write-buffer budget asks for is due work too (writers seal
+            // for it only every 64 writes, and not while flushes lag).
+            let mut busy = inner.enforce_write_buffer_budget();
             for ks in &all {
                 while crate::background::flush_oldest(inner, ks)? {}
                 while crate::compaction::compact_once(inner, ks)? {}
@@ -923,12 +961,19 @@ impl DbInner {
             .map(|k| k.flushed_seq)
             .fold(state.last_seq, SeqNo::max);
         let seq = Arc::new(SeqCounter::new(floor.plus(1)));
+        // Bypass keyspaces hold their last flush; nothing of theirs is replayed.
+        let logged: std::collections::HashSet<KeyspaceId> = keyspaces
+            .iter()
+            .filter(|k| k.options.durability.is_logged())
+            .map(|k| k.id)
+            .collect();
         let replay_from = state
             .keyspaces
-            .values()
-            .map(|k| k.flushed_seq.plus(1))
+            .iter()
+            .filter(|(id, _)| logged.contains(id))
+            .map(|(_, k)| k.flushed_seq.plus(1))
             .min()
-            .unwrap_or(SeqNo(1));
+            .unwrap_or(floor.plus(1));
         let by_id: HashMap<KeyspaceId, Arc<KeyspaceInner>> =
             keyspaces.iter().map(|k| (k.id, Arc::clone(k))).collect();
         let wal_dir = path.join(WAL_DIR);
@@ -963,7 +1008,7 @@ impl DbInner {
                 }
                 for (i, e) in entries.iter().enumerate() {
                     let entry_seq = record.seq.plus(i as u64);
-                    let Some(ks) = by_id.get(&e.keyspace) else {
+                    let Some(ks) = by_id.get(&e.keyspace).filter(|k| logged.contains(&k.id)) else {
                         continue;
                     };
                     if entry_seq
@@ -1012,6 +1057,7 @@ impl DbInner {
             jobs_rx,
             workers: Mutex::new(Vec::new()),
             poisoned: Mutex::new(None),
+            is_poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             progress: (Mutex::new(()), Condvar::new()),
@@ -1020,6 +1066,7 @@ impl DbInner {
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         });
         crate::background::start_workers(&inner)?;
+        crate::background::start_bypass_flusher(&inner)?;
         let all: Vec<Arc<KeyspaceInner>> = inner.catalog.read().by_id.values().cloned().collect();
         for ks in &all {
             inner.maybe_switch_memtable(ks, false);
@@ -1045,10 +1092,13 @@ impl DbInner {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if let Some(cause) = &*self.poisoned.lock() {
-            return Err(Error::Poisoned {
-                cause: cause.clone(),
-            });
+        // The flag keeps the write path off the mutex until something failed.
+        if self.is_poisoned.load(Ordering::Acquire) {
+            if let Some(cause) = &*self.poisoned.lock() {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -1059,6 +1109,7 @@ impl DbInner {
         if p.is_none() {
             *p = Some(cause.to_string());
         }
+        self.is_poisoned.store(true, Ordering::Release);
         drop(p);
         let (lock, cond) = &self.progress;
         let _g = lock.lock();
@@ -1173,6 +1224,14 @@ impl DbInner {
     }
 
     /// The write path shared by every kind of write.
+    ///
+    /// A logged write queues its WAL record (no I/O), applies its entries, publishes
+    /// them, and only then waits for the record to be written (`Buffered`) or synced
+    /// (`Sync`) before it returns: the I/O is outside the span later writers wait on
+    /// (see [`Publisher`]). A bypass write reserves its sequence numbers with one
+    /// atomic add, applies and publishes: it touches no WAL state at all. Either way a
+    /// write is visible to readers a moment before it is acknowledged; a crash in
+    /// that moment loses only a write that was never acknowledged.
     fn write(&self, reqs: &[WriteReq<'_>], options: &WriteOptions) -> Result<()> {
         self.check_writable()?;
         if reqs.is_empty() {
@@ -1187,6 +1246,7 @@ impl DbInner {
                 involved.push(r.ks);
             }
         }
+        let durability = resolve_durability(&involved, options)?;
         // Entries and user bytes per involved keyspace, for stalls and counters.
         let per_ks: Vec<(u64, u64)> = involved
             .iter()
@@ -1201,47 +1261,57 @@ impl DbInner {
         for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
             self.maybe_stall(ks, *bytes)?;
         }
-        let durability = options.durability.unwrap_or_else(|| {
-            involved
-                .iter()
-                .map(|k| k.options.durability)
-                .fold(Durability::Buffered, Durability::max)
-        });
-        let commit = match durability {
-            Durability::Sync => Commit::Sync,
-            Durability::Buffered => Commit::Buffered,
-        };
-        let mut payload = Vec::with_capacity(
-            16 + reqs
-                .iter()
-                .map(|r| r.key.len() + r.value.len() + 8)
-                .sum::<usize>(),
-        );
-        encode_entries(
-            &mut payload,
-            reqs.iter().map(|r| (r.op, r.ks.id, r.key, r.value)),
-        );
         let count = reqs.len() as u64;
         let entries = u32::try_from(count)
             .map_err(|_| Error::InvalidArgument("too many entries in one batch".into()))?;
-        let mut reserved = None;
-        let appended = self.wal.append_with(&payload, entries, commit, |n| {
-            let first = self.publisher.reserve(&self.seq, n);
-            reserved = Some(first);
-            first
-        });
-        let first = match appended {
-            Ok(first) => first,
-            Err(e) => {
-                if let Some(first) = reserved {
-                    // Nothing is applied; let later writes become visible.
-                    self.publisher.complete(first);
+        let (first, wal_wait) = match durability {
+            Durability::Bypass => {
+                let first = self.publisher.reserve(&self.seq, count).ok_or_else(|| {
+                    Error::from(strata_wal::Error::SeqExhausted { requested: count })
+                })?;
+                (first, None)
+            }
+            Durability::Sync | Durability::Buffered => {
+                let commit = if durability == Durability::Sync {
+                    Commit::Sync
+                } else {
+                    Commit::Buffered
+                };
+                let mut payload = Vec::with_capacity(
+                    16 + reqs
+                        .iter()
+                        .map(|r| r.key.len() + r.value.len() + 8)
+                        .sum::<usize>(),
+                );
+                encode_entries(
+                    &mut payload,
+                    reqs.iter().map(|r| (r.op, r.ks.id, r.key, r.value)),
+                );
+                let mut reserved = None;
+                let queued = self.wal.enqueue(&payload, entries, |n| {
+                    match self.publisher.reserve(&self.seq, n) {
+                        Some(first) => {
+                            reserved = Some(first);
+                            first
+                        }
+                        // The log refuses a number past the last one as exhausted.
+                        None => SeqNo(SeqNo::MAX_ASSIGNABLE.0 + 1),
+                    }
+                });
+                match queued {
+                    Ok(queued) => (queued.first, Some((queued.last, commit))),
+                    Err(e) => {
+                        if let Some(first) = reserved {
+                            // Nothing is applied; let later writes become visible.
+                            self.publisher.publish(first, first.plus(count - 1));
+                        }
+                        let e = Error::from(e);
+                        if matches!(e, Error::Io { .. } | Error::Poisoned { .. }) {
+                            self.poison(&e);
+                        }
+                        return Err(e);
+                    }
                 }
-                let e = Error::from(e);
-                if matches!(e, Error::Io { .. } | Error::Poisoned { .. }) {
-                    self.poison(&e);
-                }
-                return Err(e);
             }
         };
         for (i, r) in reqs.iter().enumerate() {
@@ -1249,13 +1319,29 @@ impl DbInner {
             let view = r.ks.view();
             apply_entry(view.memtable_for(seq), r.op, r.key, r.value, seq);
         }
-        self.publisher.complete(first);
-        self.publisher.wait_visible(first.plus(count - 1));
+        if durability == Durability::Bypass {
+            // Before publishing: a flush of this memtable waits for the publication,
+            // so it cannot finish without counting these bytes.
+            for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
+                ks.view().memtable_for(first).note_bypass(*bytes);
+            }
+        }
+        self.publisher.publish(first, first.plus(count - 1));
+        if let Some((last, commit)) = wal_wait {
+            if let Err(e) = self.wal.wait_committed(last, commit) {
+                let e = Error::from(e);
+                self.poison(&e);
+                return Err(e);
+            }
+        }
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         for (ks, (entries, bytes)) in involved.iter().zip(&per_ks) {
             ks.counters.write_ops.fetch_add(*entries, Ordering::Relaxed);
             ks.counters.user_bytes.fetch_add(*bytes, Ordering::Relaxed);
             self.maybe_switch_memtable(ks, false);
+            if durability == Durability::Bypass {
+                self.enforce_bypass_bound(ks);
+            }
         }
         if self
             .counters
@@ -1263,10 +1349,19 @@ impl DbInner {
             .load(Ordering::Relaxed)
             .is_multiple_of(64)
         {
-            self.enforce_write_buffer_budget();
+            let _ = self.enforce_write_buffer_budget();
             crate::background::flush_for_wal_limit(self);
         }
         Ok(())
+    }
+
+    /// Seals the active memtable of `ks` once its unflushed bypass bytes reach
+    /// `bypass_max_unflushed_bytes` (the flush then brings them down).
+    fn enforce_bypass_bound(&self, ks: &Arc<KeyspaceInner>) {
+        let view = ks.view();
+        if view.active.bypass_bytes() > 0 && bypass_over_limit(ks, &view) {
+            self.maybe_switch_memtable(ks, true);
+        }
     }
 
     /// Delays or stops a write while the keyspace has too much unflushed or
@@ -1275,7 +1370,7 @@ impl DbInner {
     /// `hard_pending_compaction_bytes`; slows writes to
     /// `slowdown_write_bytes_per_sec` while level 0 (with sealed memtables) holds
     /// `l0_slowdown_trigger` tables or the debt passes `soft_pending_compaction_bytes`.
-    fn maybe_stall(&self, ks: &KeyspaceInner, bytes: u64) -> Result<()> {
+    fn maybe_stall(&self, ks: &Arc<KeyspaceInner>, bytes: u64) -> Result<()> {
         // Set when this write first had to wait; each wait counts as one stop.
         let mut stalled_at: Option<std::time::Instant> = None;
         let mut queued_at: Option<std::time::Instant> = None;
@@ -1288,8 +1383,17 @@ impl DbInner {
             // The debt is zero whenever no compaction is due, so this cannot wait on
             // work that will never run.
             let pending = ks.pressure.pending_bytes.load(Ordering::Relaxed);
+            // At the most bypass bytes a crash may take: seal the active memtable so
+            // its flush starts, and wait while what is sealed still holds that much
+            // (or the active memtable may not be sealed yet).
+            let bypass_full = bypass_over_limit(ks, &view);
+            if bypass_full && view.active.bypass_bytes() > 0 && self.maybe_switch_memtable(ks, true)
+            {
+                continue;
+            }
             let admit = (!full || ks.seal_allowed(&view))
-                && pending < ks.options.hard_pending_compaction_bytes;
+                && pending < ks.options.hard_pending_compaction_bytes
+                && !bypass_full;
             if admit {
                 if let Some(start) = stalled_at {
                     ks.counters
@@ -1423,9 +1527,10 @@ impl DbInner {
 
     /// Seals the largest active memtable when all memtables together pass
     /// `Options::write_buffer_bytes`.
-    fn enforce_write_buffer_budget(&self) {
+    /// Returns whether it sealed one.
+    fn enforce_write_buffer_budget(&self) -> bool {
         if self.memtable_bytes() <= self.options.write_buffer_bytes {
-            return;
+            return false;
         }
         let largest = {
             let catalog = self.catalog.read();
@@ -1435,9 +1540,7 @@ impl DbInner {
                 .max_by_key(|ks| ks.view().active.approximate_bytes())
                 .cloned()
         };
-        if let Some(ks) = largest {
-            self.maybe_switch_memtable(&ks, true);
-        }
+        largest.is_some_and(|ks| self.maybe_switch_memtable(&ks, true))
     }
 
     /// Seals and flushes every memtable of `ks`, waiting until they are in tables;
@@ -1479,15 +1582,45 @@ impl DbInner {
         }
     }
 
+    /// The keyspaces whose default durability is [`Durability::Bypass`].
+    pub(crate) fn bypass_keyspaces(&self) -> std::collections::HashSet<KeyspaceId> {
+        self.catalog
+            .read()
+            .by_id
+            .values()
+            .filter(|k| !k.options.durability.is_logged())
+            .map(|k| k.id)
+            .collect()
+    }
+
+    /// Flushes every keyspace holding unflushed WAL-bypass writes.
+    fn flush_bypass_writes(&self) -> Result<()> {
+        let all: Vec<Arc<KeyspaceInner>> = self.catalog.read().by_id.values().cloned().collect();
+        let mut result = Ok(());
+        for ks in &all {
+            if bypass_bytes_at_risk(&ks.view()) > 0 {
+                if let Err(e) = self.flush_keyspace(ks) {
+                    if result.is_ok() && !matches!(e, Error::UnknownKeyspace(_)) {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        result
+    }
+
     /// Deletes WAL segments no keyspace needs for recovery.
     pub(crate) fn release_wal(&self) -> Result<()> {
+        // Bypass keyspaces are never replayed from the WAL: they pin no segment.
+        let bypass = self.bypass_keyspaces();
         let oldest_needed = {
             let mut meta = self.meta.lock();
             let needed = meta
                 .state
                 .keyspaces
-                .values()
-                .map(|k| k.flushed_seq.plus(1))
+                .iter()
+                .filter(|(id, _)| !bypass.contains(id))
+                .map(|(_, k)| k.flushed_seq.plus(1))
                 .min()
                 .unwrap_or_else(|| self.publisher.visible().plus(1));
             // The edits that moved the flushed points must be declared durable first.
@@ -1599,6 +1732,12 @@ impl DbInner {
 
     /// Stops background work, syncs the WAL and releases the lock. Idempotent.
     pub(crate) fn close(&self) -> Result<()> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        // WAL-bypass writes live only in memtables: a clean close flushes them, so
+        // only a crash can lose them.
+        let bypass_flushed = self.flush_bypass_writes();
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
@@ -1614,13 +1753,64 @@ impl DbInner {
         for w in workers {
             let _ = w.join();
         }
-        let result = self.wal.close().map_err(Error::from);
+        let result = self.wal.close().map_err(Error::from).and(bypass_flushed);
         // A flush or compaction running in a user thread checks `closed` under this
         // lock before it writes the manifest: once we hold it, none will.
         let _meta = self.meta.lock();
         self.lock.lock().take();
         result
     }
+}
+
+/// The durability of a write to `involved` with `options` (see
+/// [`WriteOptions::durability`] for the rules), or why it is refused.
+fn resolve_durability(
+    involved: &[&Arc<KeyspaceInner>],
+    options: &WriteOptions,
+) -> Result<Durability> {
+    let bypass_ks = involved
+        .iter()
+        .find(|k| k.options.durability == Durability::Bypass);
+    match (options.durability, bypass_ks) {
+        (Some(Durability::Bypass), _) => Ok(Durability::Bypass),
+        (Some(d), Some(b)) => Err(Error::InvalidArgument(format!(
+            "keyspace {:?} is a WAL-bypass keyspace: its writes are never logged, so a \
+             {d:?} write to it would promise what recovery cannot keep; write it without \
+             a durability override and call Keyspace::flush to make it durable",
+            b.name
+        ))),
+        (Some(d), None) => Ok(d),
+        (None, Some(b)) => match involved.iter().find(|k| k.options.durability.is_logged()) {
+            Some(logged) => Err(Error::InvalidArgument(format!(
+                "a batch mixes the WAL-bypass keyspace {:?} and the logged keyspace {:?}: \
+                 write them in separate batches, or pass WriteOptions::bypass() to write \
+                 all of it without the WAL",
+                b.name, logged.name
+            ))),
+            None => Ok(Durability::Bypass),
+        },
+        (None, None) => Ok(involved
+            .iter()
+            .map(|k| k.options.durability)
+            .fold(Durability::Buffered, Durability::max)),
+    }
+}
+
+/// User bytes of WAL-bypass writes in `view`'s memtables: what a crash would take.
+pub(crate) fn bypass_bytes_at_risk(view: &View) -> u64 {
+    view.memtables().map(|m| m.bypass_bytes()).sum()
+}
+
+/// When the oldest unflushed WAL-bypass write in `view` arrived, if any.
+pub(crate) fn bypass_oldest(view: &View) -> Option<std::time::Instant> {
+    view.memtables().filter_map(|m| m.bypass_since()).min()
+}
+
+/// Whether `ks` holds `bypass_max_unflushed_bytes` of unflushed bypass writes.
+fn bypass_over_limit(ks: &KeyspaceInner, view: &View) -> bool {
+    ks.options
+        .bypass_max_unflushed_bytes
+        .is_some_and(|limit| bypass_bytes_at_risk(view) >= limit)
 }
 
 /// Applies one entry to a memtable.

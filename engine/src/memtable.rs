@@ -11,7 +11,8 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -54,6 +55,10 @@ pub struct Memtable {
     min_seq: AtomicU64,
     max_seq: AtomicU64,
     prefix_tombstones: Mutex<Vec<(Vec<u8>, SeqNo)>>,
+    /// User bytes of WAL-bypass writes: what a crash would take with this memtable.
+    bypass_bytes: AtomicU64,
+    /// When the first bypass write arrived (the age `bypass_flush_interval` bounds).
+    bypass_since: OnceLock<Instant>,
 }
 
 impl Memtable {
@@ -67,7 +72,25 @@ impl Memtable {
             min_seq: AtomicU64::new(u64::MAX),
             max_seq: AtomicU64::new(0),
             prefix_tombstones: Mutex::new(Vec::new()),
+            bypass_bytes: AtomicU64::new(0),
+            bypass_since: OnceLock::new(),
         }
+    }
+
+    /// Records `bytes` of WAL-bypass writes applied to this memtable.
+    pub fn note_bypass(&self, bytes: u64) {
+        self.bypass_since.get_or_init(Instant::now);
+        self.bypass_bytes.fetch_add(bytes, AtomicOrdering::Relaxed);
+    }
+
+    /// User bytes of WAL-bypass writes in this memtable.
+    pub fn bypass_bytes(&self) -> u64 {
+        self.bypass_bytes.load(AtomicOrdering::Relaxed)
+    }
+
+    /// When this memtable received its first WAL-bypass write, if it did.
+    pub fn bypass_since(&self) -> Option<Instant> {
+        self.bypass_since.get().copied()
     }
 
     /// The creation-order id.

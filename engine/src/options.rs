@@ -10,7 +10,8 @@ use strata_wal::RecoveryMode;
 use crate::error::{Error, Result};
 pub use crate::table::Compression;
 
-/// When a write is acknowledged, chosen per keyspace and overridable per write.
+/// When a write is acknowledged, chosen per keyspace and overridable per write (see
+/// `docs/durability.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Acknowledged once its WAL record is fsynced (group commit: one fsync covers
@@ -21,15 +22,52 @@ pub enum Durability {
     /// power loss what survives is a prefix of the log up to the last sync.
     #[default]
     Buffered,
+    /// WAL-bypass: acknowledged once it is in the keyspace's memtable; no WAL record,
+    /// no WAL I/O. Survives a crash only once flushed: after any crash the keyspace
+    /// holds the state of its last completed flush, a prefix of its writes. Bounded by
+    /// [`KeyspaceOptions::bypass_flush_interval`] and
+    /// [`KeyspaceOptions::bypass_max_unflushed_bytes`] and by `Keyspace::flush`.
+    Bypass,
 }
 
 impl Durability {
-    /// The stronger of two durabilities (`Sync` beats `Buffered`).
+    /// The stronger of two durabilities (`Sync` > `Buffered` > `Bypass`).
     pub fn max(self, other: Durability) -> Durability {
-        if self == Durability::Sync || other == Durability::Sync {
-            Durability::Sync
+        if self.rank() >= other.rank() {
+            self
         } else {
-            Durability::Buffered
+            other
+        }
+    }
+
+    /// Whether writes with this durability go through the WAL.
+    pub fn is_logged(self) -> bool {
+        self != Durability::Bypass
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Durability::Bypass => 0,
+            Durability::Buffered => 1,
+            Durability::Sync => 2,
+        }
+    }
+
+    /// The manifest's code (`docs/format/manifest.md`).
+    fn code(self) -> u64 {
+        match self {
+            Durability::Buffered => 0,
+            Durability::Sync => 1,
+            Durability::Bypass => 2,
+        }
+    }
+
+    fn from_code(code: u64) -> Option<Durability> {
+        match code {
+            0 => Some(Durability::Buffered),
+            1 => Some(Durability::Sync),
+            2 => Some(Durability::Bypass),
+            _ => None,
         }
     }
 }
@@ -232,6 +270,16 @@ pub struct KeyspaceOptions {
     pub level_size_ratio: u32,
     /// Compaction output is split into tables of about this size. Default 32 MiB.
     pub target_table_bytes: u64,
+    /// Unflushed WAL-bypass writes older than this are flushed: the most a crash can
+    /// take from a bypass keyspace in time. Default 5 s (kept to the millisecond); `None` flushes only when the
+    /// memtable fills (or on `Keyspace::flush`). Applies to any keyspace holding
+    /// bypass writes, including `Bypass` writes to a logged keyspace.
+    pub bypass_flush_interval: Option<Duration>,
+    /// Unflushed WAL-bypass bytes (keys and values) at which the memtable is sealed
+    /// and flushed; writes wait while the sealed ones still hold this much. The most
+    /// a crash can take in bytes. Default 64 MiB; `None` leaves the bound to
+    /// `memtable_bytes` and `max_sealed_memtables`.
+    pub bypass_max_unflushed_bytes: Option<u64>,
 }
 
 impl Default for KeyspaceOptions {
@@ -253,6 +301,8 @@ impl Default for KeyspaceOptions {
             base_level_bytes: 64 << 20,
             level_size_ratio: 10,
             target_table_bytes: 32 << 20,
+            bypass_flush_interval: Some(Duration::from_secs(5)),
+            bypass_max_unflushed_bytes: Some(64 << 20),
         }
     }
 }
@@ -293,6 +343,15 @@ impl KeyspaceOptions {
         {
             return bad("need 0 < soft_pending_compaction_bytes <= hard_pending_compaction_bytes");
         }
+        if self
+            .bypass_flush_interval
+            .is_some_and(|d| d < Duration::from_millis(1) || d > Duration::from_secs(1 << 32))
+        {
+            return bad("bypass_flush_interval must be between 1 ms and 2^32 s");
+        }
+        if self.bypass_max_unflushed_bytes.is_some_and(|b| b < 4096) {
+            return bad("bypass_max_unflushed_bytes must be at least 4096");
+        }
         if self.slowdown_write_bytes_per_sec < 4096 {
             return bad("slowdown_write_bytes_per_sec must be at least 4096");
         }
@@ -303,8 +362,8 @@ impl KeyspaceOptions {
     pub fn encode(&self) -> Vec<u8> {
         use strata_wal::codec::put_varint;
         let mut out = Vec::new();
-        put_varint(&mut out, 2); // encoding version
-        put_varint(&mut out, matches!(self.durability, Durability::Sync) as u64);
+        put_varint(&mut out, 3); // encoding version
+        put_varint(&mut out, self.durability.code());
         put_varint(&mut out, self.memtable_bytes as u64);
         put_varint(&mut out, self.block_size as u64);
         put_varint(
@@ -324,6 +383,13 @@ impl KeyspaceOptions {
         put_varint(&mut out, self.soft_pending_compaction_bytes);
         put_varint(&mut out, self.hard_pending_compaction_bytes);
         put_varint(&mut out, self.slowdown_write_bytes_per_sec);
+        // Version 3 (0 = none).
+        put_varint(
+            &mut out,
+            self.bypass_flush_interval
+                .map_or(0, |d| d.as_millis().max(1) as u64),
+        );
+        put_varint(&mut out, self.bypass_max_unflushed_bytes.unwrap_or(0));
         out
     }
 
@@ -332,15 +398,15 @@ impl KeyspaceOptions {
     pub fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
         let mut r = strata_wal::codec::Reader::new(bytes);
         let version = r.varint()?;
-        if !(1..=2).contains(&version) {
+        if !(1..=3).contains(&version) {
             return None;
         }
         let mut v = || r.varint();
-        let durability = if v()? == 1 {
-            Durability::Sync
-        } else {
-            Durability::Buffered
-        };
+        let durability = Durability::from_code(v()?)?;
+        // Bypass exists from version 3 on.
+        if version < 3 && durability == Durability::Bypass {
+            return None;
+        }
         let memtable_bytes = usize::try_from(v()?).ok()?;
         let block_size = usize::try_from(v()?).ok()?;
         let compression = if v()? == 1 {
@@ -369,6 +435,12 @@ impl KeyspaceOptions {
             options.hard_pending_compaction_bytes = r.varint()?;
             options.slowdown_write_bytes_per_sec = r.varint()?;
         }
+        if version >= 3 {
+            let ms = r.varint()?;
+            options.bypass_flush_interval = (ms > 0).then(|| Duration::from_millis(ms));
+            let bytes = r.varint()?;
+            options.bypass_max_unflushed_bytes = (bytes > 0).then_some(bytes);
+        }
         if !r.is_empty() {
             return None;
         }
@@ -380,8 +452,15 @@ impl KeyspaceOptions {
 /// Options of one write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Overrides the keyspace's durability for this write. For a batch across
-    /// keyspaces without an override, the strongest of their durabilities is used.
+    /// Overrides the keyspaces' durability for this write.
+    ///
+    /// Without an override a batch across logged keyspaces takes the strongest of
+    /// their durabilities, a batch across bypass keyspaces is a bypass write, and a
+    /// batch mixing the two is refused with `Error::InvalidArgument` (write them
+    /// separately). `Some(Bypass)` may be given for any keyspace: its entries skip
+    /// the WAL and survive a crash only once flushed. `Some(Sync)` or
+    /// `Some(Buffered)` on a bypass keyspace is refused: a bypass keyspace is never
+    /// replayed from the WAL, so the record would promise what recovery cannot keep.
     pub durability: Option<Durability>,
 }
 
@@ -390,6 +469,13 @@ impl WriteOptions {
     pub fn sync() -> Self {
         WriteOptions {
             durability: Some(Durability::Sync),
+        }
+    }
+
+    /// Options that make this write skip the WAL ([`Durability::Bypass`]).
+    pub fn bypass() -> Self {
+        WriteOptions {
+            durability: Some(Durability::Bypass),
         }
     }
 }

@@ -72,6 +72,13 @@ pub struct KeyspaceStats {
     /// Estimate of the live bytes in tables: the oldest run of the deepest level plus
     /// the tables elsewhere whose key range meets none of its tables.
     pub estimated_live_bytes: u64,
+    /// User bytes of WAL-bypass writes not yet flushed: what a crash would take now.
+    pub bypass_bytes_at_risk: u64,
+    /// Age of the oldest unflushed WAL-bypass write, if any (`bypass_flush_interval`
+    /// bounds it).
+    pub bypass_oldest_unflushed: Option<std::time::Duration>,
+    /// The keyspace's default durability.
+    pub durability: crate::options::Durability,
 }
 
 /// Database-wide statistics from [`crate::Db::stats`].
@@ -129,6 +136,12 @@ impl Stats {
         } else {
             ratio(total, live)
         }
+    }
+
+    /// User bytes of WAL-bypass writes not yet flushed, all keyspaces: what a crash
+    /// would take now.
+    pub fn bypass_bytes_at_risk(&self) -> u64 {
+        self.keyspaces.iter().map(|k| k.bypass_bytes_at_risk).sum()
     }
 
     /// Time writes spent stalled, all keyspaces, in microseconds.
@@ -287,6 +300,9 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 slowdowns: c.slowdowns.load(Ordering::Relaxed),
                 stops: c.stops.load(Ordering::Relaxed),
                 estimated_live_bytes: estimated_live_bytes(&view.version),
+                bypass_bytes_at_risk: crate::db::bypass_bytes_at_risk(&view),
+                bypass_oldest_unflushed: crate::db::bypass_oldest(&view).map(|t| t.elapsed()),
+                durability: ks.options.durability,
             }
         })
         .collect();

@@ -34,10 +34,12 @@
 //! seed. No timing assertions. The database grows from cycle to cycle and every check
 //! scans all of it, so long runs cost more than linearly (60 cycles: about 25 s).
 
+mod common;
+
+use common::{emit, mix, KillAt};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -52,13 +54,6 @@ const SLOTS: u64 = 5;
 /// A child stops on its own after this many batches per thread (the parent kills it
 /// long before).
 const CHILD_MAX_BATCHES: u64 = 20_000;
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 fn ks_options(compression: Compression) -> KeyspaceOptions {
     KeyspaceOptions {
@@ -186,13 +181,6 @@ fn child_writer() {
     }
 }
 
-/// One line to the parent, flushed at once.
-fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "@@{line}").unwrap();
-    out.flush().unwrap();
-}
-
 /// What the parent knows about all batches so far.
 #[derive(Default)]
 struct Ledger {
@@ -204,48 +192,19 @@ struct Ledger {
     cycle_start: u64,
 }
 
-/// When to kill a child.
-#[derive(Debug, Clone, Copy)]
-enum KillAt {
-    /// After it acknowledged this many batches.
-    Acks(u64),
-    /// This many milliseconds after it was started, acknowledged or not (it may still
-    /// be recovering).
-    Millis(u64),
-}
-
 /// Runs one child until `kill_at`, kills it, and records what it printed.
 fn run_child(dir: &Path, ledger: &mut Ledger, kill_at: KillAt, seed: u64, cycle: u64) {
     let stderr_path = dir.with_extension(format!("child-{cycle}.stderr"));
     let stderr = std::fs::File::create(&stderr_path).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_writer",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV_DIR, dir)
-        .env(ENV_START, ledger.next_start.to_string())
-        .env(ENV_SEED, seed.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut acks = 0;
-    let mut killed = false;
-    let kill_after = match kill_at {
-        KillAt::Acks(n) => n,
-        KillAt::Millis(ms) => {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-            child.kill().unwrap();
-            killed = true;
-            0
-        }
-    };
+    let mut child = common::spawn_child(
+        "child_writer",
+        &[
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_START, ledger.next_start.to_string()),
+            (ENV_SEED, seed.to_string()),
+        ],
+        Stdio::from(stderr),
+    );
     let record = |line: &str, ledger: &mut Ledger| -> bool {
         let Some(at) = line.find("@@") else {
             return false;
@@ -268,23 +227,7 @@ fn run_child(dir: &Path, ledger: &mut Ledger, kill_at: KillAt, seed: u64, cycle:
             _ => false,
         }
     };
-    while !killed {
-        let Some(line) = lines.next() else { break };
-        let line = line.unwrap();
-        if record(&line, ledger) {
-            acks += 1;
-            if acks >= kill_after {
-                child.kill().unwrap();
-                killed = true;
-                break;
-            }
-        }
-    }
-    // Whatever the child printed before it died still counts.
-    for line in lines {
-        let line = line.unwrap();
-        record(&line, ledger);
-    }
+    let (killed, acks) = common::run_until_kill(&mut child, kill_at, |line| record(line, ledger));
     let status = child.wait().unwrap();
     // 101 is how a failed libtest test exits: the child panicked before the kill.
     if !killed || status.code() == Some(101) {

@@ -2,11 +2,15 @@
 //! `BTreeMap` model that knows what each durability level promises.
 //!
 //! Operations: put, delete, delete_prefix, batches across keyspaces (Sync or
-//! Buffered), gets, forward and reverse iteration, snapshot reads, flushes, full
-//! compactions, waiting for background flushes and compactions, clean reopen and simulated power loss (dropped, torn or garbage
-//! unsynced tails). After a power loss the engine must equal the model after some
-//! prefix of the writes that contains every write acknowledged as durable (`Sync`
-//! writes, and everything before a flush or an explicit WAL sync).
+//! Buffered), batches to a WAL-bypass keyspace, batches mixing the two (which must be
+//! refused), gets, forward and reverse iteration, snapshot reads, flushes, full
+//! compactions, waiting for background flushes and compactions, clean reopen and
+//! simulated power loss (dropped, torn or garbage unsynced tails). After a power loss
+//! the two logged keyspaces must equal the model after some prefix of the writes that
+//! contains every write acknowledged as durable (`Sync` writes, and everything before
+//! a flush or an explicit WAL sync), and the bypass keyspace must equal, exactly, its
+//! model at its last completed flush (it is flushed only by the test's own flushes
+//! and by clean closes here, so the model knows when that was).
 //!
 //! The test runs once per compaction policy (leveled, tiered, HCA), with level sizes
 //! small enough that every policy builds several levels and runs, and with manual
@@ -24,8 +28,12 @@ use strata::{
 };
 use strata_wal::CrashMode;
 
-const KEYSPACES: [&str; 2] = ["state", "logs"];
-type State = [BTreeMap<Vec<u8>, Vec<u8>>; 2];
+const KEYSPACES: [&str; 3] = ["state", "logs", "events"];
+/// The WAL-bypass keyspace.
+const BYPASS: usize = 2;
+/// The keyspaces whose writes are logged.
+const LOGGED: std::ops::Range<usize> = 0..2;
+type State = [BTreeMap<Vec<u8>, Vec<u8>>; 3];
 
 #[derive(Debug, Clone)]
 enum Write {
@@ -37,6 +45,10 @@ enum Write {
 #[derive(Debug, Clone)]
 enum Op {
     Batch(Vec<Write>, bool),
+    /// A batch to the bypass keyspace only.
+    BypassBatch(Vec<Write>),
+    /// Writes to the bypass keyspace and a logged one in one batch: refused.
+    MixedBatch(Write, Write, bool),
     Get(usize, u8),
     Scan(usize, bool),
     ScanPrefix(usize, u8, bool),
@@ -62,25 +74,27 @@ fn value(k: u8, salt: u16) -> Vec<u8> {
     v
 }
 
-fn write_strategy() -> impl Strategy<Value = Write> {
+fn write_strategy(keyspaces: std::ops::Range<usize>) -> impl Strategy<Value = Write> {
     prop_oneof![
-        6 => (0..2usize, any::<u8>(), any::<u16>()).prop_map(|(s, k, v)| Write::Put(s, k, v)),
-        2 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Write::Delete(s, k)),
-        1 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Write::DeletePrefix(s, k)),
+        6 => (keyspaces.clone(), any::<u8>(), any::<u16>()).prop_map(|(s, k, v)| Write::Put(s, k, v)),
+        2 => (keyspaces.clone(), any::<u8>()).prop_map(|(s, k)| Write::Delete(s, k)),
+        1 => (keyspaces, any::<u8>()).prop_map(|(s, k)| Write::DeletePrefix(s, k)),
     ]
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => (proptest::collection::vec(write_strategy(), 1..4), any::<bool>()).prop_map(|(w, s)| Op::Batch(w, s)),
-        3 => (0..2usize, any::<u8>()).prop_map(|(s, k)| Op::Get(s, k)),
-        2 => (0..2usize, any::<bool>()).prop_map(|(s, r)| Op::Scan(s, r)),
-        1 => (0..2usize, any::<u8>(), any::<bool>()).prop_map(|(s, p, r)| Op::ScanPrefix(s, p, r)),
+        12 => (proptest::collection::vec(write_strategy(LOGGED), 1..4), any::<bool>()).prop_map(|(w, s)| Op::Batch(w, s)),
+        6 => proptest::collection::vec(write_strategy(BYPASS..BYPASS + 1), 1..4).prop_map(Op::BypassBatch),
+        1 => (write_strategy(BYPASS..BYPASS + 1), write_strategy(LOGGED), any::<bool>()).prop_map(|(a, b, s)| Op::MixedBatch(a, b, s)),
+        3 => (0..3usize, any::<u8>()).prop_map(|(s, k)| Op::Get(s, k)),
+        2 => (0..3usize, any::<bool>()).prop_map(|(s, r)| Op::Scan(s, r)),
+        1 => (0..3usize, any::<u8>(), any::<bool>()).prop_map(|(s, p, r)| Op::ScanPrefix(s, p, r)),
         1 => Just(Op::TakeSnapshot),
-        2 => (any::<usize>(), 0..2usize).prop_map(|(i, s)| Op::ReadSnapshot(i, s)),
-        2 => (0..2usize).prop_map(Op::Flush),
-        1 => (0..1usize).prop_map(Op::Compact),
-        1 => (0..2usize, any::<u8>(), any::<u8>()).prop_map(|(s, a, b)| Op::CompactRange(s, a, b)),
+        2 => (any::<usize>(), 0..3usize).prop_map(|(i, s)| Op::ReadSnapshot(i, s)),
+        3 => (0..3usize).prop_map(Op::Flush),
+        1 => prop_oneof![Just(0usize), Just(BYPASS)].prop_map(Op::Compact),
+        1 => (0..3usize, any::<u8>(), any::<u8>()).prop_map(|(s, a, b)| Op::CompactRange(s, a, b)),
         1 => Just(Op::SyncWal),
         2 => Just(Op::Settle),
         1 => Just(Op::Reopen),
@@ -105,6 +119,14 @@ fn apply(state: &mut State, w: &Write) {
             let p = prefix_of(*k);
             state[*s].retain(|key, _| !key.starts_with(&p));
         }
+    }
+}
+
+fn add_to_batch(batch: &mut WriteBatch, keyspaces: &[Keyspace], w: &Write) {
+    match w {
+        Write::Put(s, k, v) => batch.put(&keyspaces[*s], key(*k), value(*k, *v)),
+        Write::Delete(s, k) => batch.delete(&keyspaces[*s], key(*k)),
+        Write::DeletePrefix(s, k) => batch.delete_prefix(&keyspaces[*s], prefix_of(*k)),
     }
 }
 
@@ -146,10 +168,17 @@ impl Harness {
             .enumerate()
             .map(|(i, name)| {
                 let mut o = ks_options(self.style);
-                o.durability = if i == 0 {
-                    Durability::Sync
-                } else {
-                    Durability::Buffered
+                o.durability = match i {
+                    0 => Durability::Sync,
+                    BYPASS => {
+                        // Flushed only when the test says so: no memtable fills, no
+                        // interval or byte bound seals one.
+                        o.memtable_bytes = 64 << 20;
+                        o.bypass_flush_interval = None;
+                        o.bypass_max_unflushed_bytes = None;
+                        Durability::Bypass
+                    }
+                    _ => Durability::Buffered,
                 };
                 db.keyspace_or_create(name, o).expect("keyspace")
             })
@@ -190,6 +219,8 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
     let mut states: Vec<State> = vec![Default::default()];
     // Writes up to here are promised durable.
     let mut durable = 0usize;
+    // The bypass keyspace as of its last completed flush: all a crash leaves of it.
+    let mut bypass_flushed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut snapshots: Vec<(strata::Snapshot, usize)> = Vec::new();
     for op in ops {
         let current = states.len() - 1;
@@ -198,13 +229,7 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                 let db = h.db.as_ref().expect("db");
                 let mut batch = WriteBatch::new();
                 for w in &writes {
-                    match w {
-                        Write::Put(s, k, v) => batch.put(&h.keyspaces[*s], key(*k), value(*k, *v)),
-                        Write::Delete(s, k) => batch.delete(&h.keyspaces[*s], key(*k)),
-                        Write::DeletePrefix(s, k) => {
-                            batch.delete_prefix(&h.keyspaces[*s], prefix_of(*k))
-                        }
-                    }
+                    add_to_batch(&mut batch, &h.keyspaces, w);
                 }
                 let opts = WriteOptions {
                     durability: sync.then_some(Durability::Sync),
@@ -226,6 +251,33 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                 if is_sync {
                     durable = states.len() - 1;
                 }
+            }
+            Op::BypassBatch(writes) => {
+                let db = h.db.as_ref().expect("db");
+                let mut batch = WriteBatch::new();
+                for w in &writes {
+                    add_to_batch(&mut batch, &h.keyspaces, w);
+                }
+                db.write(batch).expect("bypass write");
+                let mut next = states[current].clone();
+                for w in &writes {
+                    apply(&mut next, w);
+                }
+                states.push(next);
+            }
+            Op::MixedBatch(a, b, sync) => {
+                let db = h.db.as_ref().expect("db");
+                let mut batch = WriteBatch::new();
+                add_to_batch(&mut batch, &h.keyspaces, &a);
+                add_to_batch(&mut batch, &h.keyspaces, &b);
+                let opts = WriteOptions {
+                    durability: sync.then_some(Durability::Sync),
+                };
+                let got = db.write_opt(batch, &opts);
+                prop_assert!(
+                    matches!(got, Err(strata::Error::InvalidArgument(_))),
+                    "a batch mixing a bypass and a logged keyspace was not refused: {got:?}"
+                );
             }
             Op::Get(s, k) => {
                 let got = h.keyspaces[s].get(key(k)).expect("get").map(|b| b.to_vec());
@@ -291,10 +343,16 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
             Op::Flush(s) => {
                 h.keyspaces[s].flush().expect("flush");
                 durable = current;
+                if s == BYPASS {
+                    bypass_flushed = states[current][BYPASS].clone();
+                }
             }
             Op::Compact(s) => {
                 h.keyspaces[s].compact().expect("compact");
                 durable = current;
+                if s == BYPASS {
+                    bypass_flushed = states[current][BYPASS].clone();
+                }
             }
             Op::CompactRange(s, a, b) => {
                 let (a, b) = (key(a), key(b));
@@ -303,6 +361,9 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                     .compact_range(Some(&a), Some(&b))
                     .expect("compact_range");
                 durable = current;
+                if s == BYPASS {
+                    bypass_flushed = states[current][BYPASS].clone();
+                }
             }
             Op::Settle => {
                 h.db.as_ref()
@@ -319,6 +380,8 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                 h.close();
                 h.open();
                 durable = current;
+                // A clean close flushes bypass writes.
+                bypass_flushed = states[current][BYPASS].clone();
                 for (s, want) in states[current].iter().enumerate() {
                     prop_assert_eq!(&h.dump(s), want, "after reopen");
                 }
@@ -335,9 +398,17 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                 drop(h.db.take());
                 h.fault.restart();
                 h.open();
-                let got = [h.dump(0), h.dump(1)];
-                // Some prefix of the writes, at least everything promised durable.
-                let k = (durable..states.len()).rev().find(|&k| states[k] == got);
+                let got = [h.dump(0), h.dump(1), h.dump(BYPASS)];
+                prop_assert_eq!(
+                    &got[BYPASS],
+                    &bypass_flushed,
+                    "after a crash the bypass keyspace is not its last flush"
+                );
+                // Some prefix of the logged writes, at least everything promised
+                // durable.
+                let k = (durable..states.len())
+                    .rev()
+                    .find(|&k| states[k][LOGGED] == got[LOGGED]);
                 let Some(k) = k else {
                     return Err(TestCaseError::fail(format!(
                         "after a crash the database is no prefix of the writes with at least {durable} of {} writes: {got:?}",
@@ -345,6 +416,7 @@ fn run(style: CompactionStyle, ops: Vec<Op>, seed: u64) -> std::result::Result<(
                     )));
                 };
                 states.truncate(k + 1);
+                states[k][BYPASS] = bypass_flushed.clone();
                 durable = k;
             }
         }

@@ -26,6 +26,6 @@ mod log;
 pub mod record;
 pub mod segment;
 
-pub use log::{Commit, RecoverySummary, TornTail, Wal, WalOptions, WalReader, WalStats};
+pub use log::{Commit, Queued, RecoverySummary, TornTail, Wal, WalOptions, WalReader, WalStats};
 pub use record::WalRecord;
 pub use segment::RecoveryMode;

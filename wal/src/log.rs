@@ -51,6 +51,15 @@ pub enum Commit {
     Buffered,
 }
 
+/// A record queued by [`Wal::enqueue`]: the sequence numbers it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// The record's first sequence number.
+    pub first: SeqNo,
+    /// Its last (pass this to [`Wal::wait_committed`]).
+    pub last: SeqNo,
+}
+
 /// Options of the write-ahead log. `Default` holds the documented defaults.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
@@ -486,70 +495,39 @@ impl Wal {
         commit: Commit,
         reserve: impl FnOnce(u64) -> SeqNo,
     ) -> Result<SeqNo> {
-        if entries == 0 {
-            return Err(Error::InvalidArgument(
-                "a record must cover at least one entry".into(),
-            ));
-        }
-        let shared = &*self.shared;
-        let mut st = shared.state.lock();
-        st.check_open()?;
-        let span = u64::from(entries) - 1;
-        let exhausted = || Error::SeqExhausted {
-            requested: u64::from(entries),
-        };
-        // Refused up front when the space is already used up, so that `reserve` (and
-        // whatever it records) never sees a reservation that cannot succeed.
-        if shared.seq.peek_next().0.saturating_add(span) > SeqNo::MAX_ASSIGNABLE.0 {
-            return Err(exhausted());
-        }
-        let first = reserve(u64::from(entries));
-        // A writer that bypasses the log may have taken the last numbers meanwhile.
-        let last = match first.0.checked_add(span) {
-            Some(last) if last <= SeqNo::MAX_ASSIGNABLE.0 => SeqNo(last),
-            _ => return Err(exhausted()),
-        };
-        if first <= st.pending_last_seq {
-            return Err(Error::InvalidArgument(format!(
-                "reserve returned sequence number {first}, not above {}, the last one in \
-                 the log: it must draw from this log's SeqCounter",
-                st.pending_last_seq
-            )));
-        }
-        if st.pending.is_empty() {
-            st.pending_salt = st.active.salt;
-            if st.synced_offset > st.marked_offset {
-                let (salt, id, off) = (st.active.salt, st.active.id.0, st.synced_offset);
-                encode_sync_mark(&mut st.pending, salt, id, off);
-                st.marked_offset = off;
-            }
-            st.pending_first_seq = Some(first);
-        }
-        let salt = st.pending_salt;
-        encode_record(&mut st.pending, salt, first, entries, payload);
-        st.pending_last_seq = last;
-        shared.counters.records.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let done = match commit {
-                Commit::Buffered => st.written_seq >= last,
-                Commit::Sync => st.synced_seq >= last,
-            };
-            if done {
-                return Ok(first);
-            }
-            if let Some(cause) = &st.poisoned {
-                return Err(Error::Poisoned {
-                    cause: cause.clone(),
-                });
-            }
-            if !st.writing && !st.pending.is_empty() {
-                shared.write_group(&mut st)?;
-            } else if commit == Commit::Sync && st.written_seq >= last && !st.syncing {
-                shared.sync_written(&mut st)?;
-            } else {
-                shared.changed.wait(&mut st);
-            }
-        }
+        let mut st = self.shared.state.lock();
+        let queued = self.shared.enqueue(&mut st, payload, entries, reserve)?;
+        self.shared.wait_committed(&mut st, queued.last, commit)?;
+        Ok(queued.first)
+    }
+
+    /// The first half of [`Wal::append_with`]: queues the record for the next group
+    /// write and returns at once, without any I/O. The caller may then apply the
+    /// record's effects (a memtable insert) while the group forms, and must call
+    /// [`Wal::wait_committed`] before it acknowledges the write.
+    ///
+    /// # Errors
+    /// As [`Wal::append_with`], except I/O errors, which only `wait_committed` reports.
+    pub fn enqueue(
+        &self,
+        payload: &[u8],
+        entries: u32,
+        reserve: impl FnOnce(u64) -> SeqNo,
+    ) -> Result<Queued> {
+        let mut st = self.shared.state.lock();
+        self.shared.enqueue(&mut st, payload, entries, reserve)
+    }
+
+    /// Waits until the record whose last sequence number is `last` is written
+    /// (`Buffered`) or durable (`Sync`), writing or syncing the group itself when no
+    /// other appender is (group commit).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after an earlier failure, or the I/O error that failed this
+    /// record's group.
+    pub fn wait_committed(&self, last: SeqNo, commit: Commit) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        self.shared.wait_committed(&mut st, last, commit)
     }
 
     /// Makes every record written so far durable. Returns at once if nothing is
@@ -720,6 +698,88 @@ impl State {
 }
 
 impl Shared {
+    /// Queues one record (see [`Wal::enqueue`]).
+    fn enqueue(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, State>,
+        payload: &[u8],
+        entries: u32,
+        reserve: impl FnOnce(u64) -> SeqNo,
+    ) -> Result<Queued> {
+        if entries == 0 {
+            return Err(Error::InvalidArgument(
+                "a record must cover at least one entry".into(),
+            ));
+        }
+        st.check_open()?;
+        let span = u64::from(entries) - 1;
+        let exhausted = || Error::SeqExhausted {
+            requested: u64::from(entries),
+        };
+        // Refused up front when the space is already used up, so that `reserve` (and
+        // whatever it records) never sees a reservation that cannot succeed.
+        if self.seq.peek_next().0.saturating_add(span) > SeqNo::MAX_ASSIGNABLE.0 {
+            return Err(exhausted());
+        }
+        let first = reserve(u64::from(entries));
+        // A writer that bypasses the log may have taken the last numbers meanwhile.
+        let last = match first.0.checked_add(span) {
+            Some(last) if last <= SeqNo::MAX_ASSIGNABLE.0 => SeqNo(last),
+            _ => return Err(exhausted()),
+        };
+        if first <= st.pending_last_seq {
+            return Err(Error::InvalidArgument(format!(
+                "reserve returned sequence number {first}, not above {}, the last one in \
+                 the log: it must draw from this log's SeqCounter",
+                st.pending_last_seq
+            )));
+        }
+        if st.pending.is_empty() {
+            st.pending_salt = st.active.salt;
+            if st.synced_offset > st.marked_offset {
+                let (salt, id, off) = (st.active.salt, st.active.id.0, st.synced_offset);
+                encode_sync_mark(&mut st.pending, salt, id, off);
+                st.marked_offset = off;
+            }
+            st.pending_first_seq = Some(first);
+        }
+        let salt = st.pending_salt;
+        encode_record(&mut st.pending, salt, first, entries, payload);
+        st.pending_last_seq = last;
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        Ok(Queued { first, last })
+    }
+
+    /// Waits for a queued record (see [`Wal::wait_committed`]).
+    fn wait_committed(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, State>,
+        last: SeqNo,
+        commit: Commit,
+    ) -> Result<()> {
+        loop {
+            let done = match commit {
+                Commit::Buffered => st.written_seq >= last,
+                Commit::Sync => st.synced_seq >= last,
+            };
+            if done {
+                return Ok(());
+            }
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if !st.writing && !st.pending.is_empty() {
+                self.write_group(st)?;
+            } else if commit == Commit::Sync && st.written_seq >= last && !st.syncing {
+                self.sync_written(st)?;
+            } else {
+                self.changed.wait(st);
+            }
+        }
+    }
+
     /// Writes the pending group, rotating to a new segment first if the active one
     /// would grow past the limit. Called with the state locked, no write in progress
     /// and the log not poisoned; unlocks during I/O.
