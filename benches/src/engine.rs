@@ -279,6 +279,20 @@ pub trait BenchEngine: Send + Sync {
     /// Statistics for a person to read (may span lines), if the engine has them.
     fn stats_text(&self) -> Option<String>;
 
+    /// Puts `key` with `Sync` durability into a second keyspace (table, tree) beside
+    /// the benchmark's own: `--sync_writer=1` runs a thread of these beside a
+    /// benchmark, to show how durable writes elsewhere disturb it.
+    ///
+    /// # Errors
+    /// The engine's write error; by default, that the engine has no second keyspace.
+    fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        let _ = (key, value);
+        Err(EngineError::new(format!(
+            "--sync_writer=1: engine {} has no second keyspace",
+            self.name()
+        )))
+    }
+
     /// Closes the engine cleanly: everything acknowledged is made durable.
     ///
     /// # Errors

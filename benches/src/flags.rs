@@ -159,6 +159,9 @@ pub struct Flags {
     pub sync: bool,
     /// `--disable_wal` (default 0): `Bypass` durability for every write.
     pub disable_wal: bool,
+    /// `--sync_writer` (default 0): one more thread puts `Sync` writes into a second
+    /// keyspace while each benchmark runs (not counted in its figures).
+    pub sync_writer: bool,
     /// `--compression` (default none).
     pub compression: Compression,
     /// `--compaction_style` (default hca).
@@ -196,6 +199,7 @@ impl Default for Flags {
             use_existing_db: false,
             sync: false,
             disable_wal: false,
+            sync_writer: false,
             compression: Compression::None,
             compaction_style: CompactionStyle::Hca,
             value_threshold: None,
@@ -261,6 +265,9 @@ impl Flags {
         push(format!("--compression_ratio={}", self.compression_ratio));
         push(format!("--sync={}", u8::from(self.sync)));
         push(format!("--disable_wal={}", u8::from(self.disable_wal)));
+        if self.sync_writer {
+            push("--sync_writer=1".to_string());
+        }
         push(format!("--compression={}", self.compression.name()));
         push(format!(
             "--compaction_style={}",
@@ -301,6 +308,7 @@ Usage: db_bench [--flag=value ...]
   --use_existing_db=0/1    keep what --db holds [0]
   --sync=0/1               Sync durability for every write [0]
   --disable_wal=0/1        Bypass durability (WAL bypass) for every write [0]
+  --sync_writer=0/1        one more thread writes Sync to a second keyspace meanwhile [0]
   --compression=none/zstd  table block compression [none]
   --compaction_style=leveled/tiered/hca   compaction policy [hca]
   --value_threshold=N      values of N bytes or more go to the value log [engine default]
@@ -347,10 +355,11 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, Error> {
     }
 }
 
-const BOOL_FLAGS: [&str; 6] = [
+const BOOL_FLAGS: [&str; 7] = [
     "use_existing_db",
     "sync",
     "disable_wal",
+    "sync_writer",
     "histogram",
     "stats",
     "help",
@@ -419,6 +428,7 @@ where
             "use_existing_db" => flags.use_existing_db = parse_bool(name, value)?,
             "sync" => flags.sync = parse_bool(name, value)?,
             "disable_wal" => flags.disable_wal = parse_bool(name, value)?,
+            "sync_writer" => flags.sync_writer = parse_bool(name, value)?,
             "compression" => {
                 flags.compression = value
                     .parse()

@@ -155,6 +155,46 @@ pub fn run(
     index: usize,
     report: &mut dyn FnMut(Measurement) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    if !ctx.flags.sync_writer {
+        return run_one(ctx, bench, index, report);
+    }
+    // `--sync_writer=1`: one more thread puts Sync writes into a second keyspace for as
+    // long as the benchmark runs; its count is printed after, not counted in it.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let side = s.spawn(|| -> Result<(u64, std::time::Duration), Error> {
+            let start = std::time::Instant::now();
+            let mut values = ctx.pool.generator(ctx.flags.threads + 1);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("side/{n:012}");
+                let v = values.generate(ctx.flags.value_size);
+                ctx.engine
+                    .put_side_sync(key.as_bytes(), v)
+                    .map_err(engine_err(bench.name(), "put_side_sync"))?;
+                n += 1;
+            }
+            Ok((n, start.elapsed()))
+        });
+        let result = run_one(ctx, bench, index, report);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (n, took) = side
+            .join()
+            .map_err(|p| Error::ThreadPanicked(panic_message(p)))??;
+        println!(
+            "sync_writer  : {n} Sync writes to the second keyspace meanwhile ({:.0} ops/sec)",
+            n as f64 / took.as_secs_f64().max(1e-9)
+        );
+        result
+    })
+}
+
+fn run_one(
+    ctx: &Context<'_>,
+    bench: Benchmark,
+    index: usize,
+    report: &mut dyn FnMut(Measurement) -> Result<(), Error>,
+) -> Result<(), Error> {
     let f = ctx.flags;
     let d = f.durability();
     let m = match bench {

@@ -39,7 +39,7 @@ use crate::manifest::{
     decode_current, manifest_file_name, read_manifest, KeyspaceRecord, ManifestState,
     ManifestWriter, VersionEdit, CURRENT,
 };
-use crate::memtable::Memtable;
+use crate::memtable::{Memtable, PreparedEntry};
 use crate::merge::{LevelIterator, MergingIterator};
 use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
 use crate::snapshot::{SnapshotGuard, SnapshotList};
@@ -1261,6 +1261,9 @@ impl DbInner {
         for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
             self.maybe_stall(ks, *bytes)?;
         }
+        // Allocated and copied before the reservation: later writers wait on this
+        // writer only from its reservation to its publication.
+        let prepared: Vec<Option<PreparedEntry>> = reqs.iter().map(prepare_entry).collect();
         let count = reqs.len() as u64;
         let entries = u32::try_from(count)
             .map_err(|_| Error::InvalidArgument("too many entries in one batch".into()))?;
@@ -1314,18 +1317,32 @@ impl DbInner {
                 }
             }
         };
-        for (i, r) in reqs.iter().enumerate() {
-            let seq = first.plus(i as u64);
-            let view = r.ks.view();
-            apply_entry(view.memtable_for(seq), r.op, r.key, r.value, seq);
-        }
-        if durability == Durability::Bypass {
-            // Before publishing: a flush of this memtable waits for the publication,
-            // so it cannot finish without counting these bytes.
-            for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
-                ks.view().memtable_for(first).note_bypass(*bytes);
+        // The view is read after the reservation, so a memtable sealed meanwhile is
+        // found by its boundary (`View::memtable_for`); read once per keyspace (under
+        // its read lock, no reference-count traffic) when the batch has one keyspace.
+        if let [ks] = involved[..] {
+            let view = ks.view.read();
+            for (i, (r, p)) in reqs.iter().zip(prepared).enumerate() {
+                let seq = first.plus(i as u64);
+                apply_prepared(view.memtable_for(seq), r, p, seq);
+            }
+            if durability == Durability::Bypass {
+                view.memtable_for(first).note_bypass(per_ks[0].1);
+            }
+        } else {
+            for (i, (r, p)) in reqs.iter().zip(prepared).enumerate() {
+                let seq = first.plus(i as u64);
+                let view = r.ks.view();
+                apply_prepared(view.memtable_for(seq), r, p, seq);
+            }
+            if durability == Durability::Bypass {
+                for (ks, (_, bytes)) in involved.iter().zip(&per_ks) {
+                    ks.view().memtable_for(first).note_bypass(*bytes);
+                }
             }
         }
+        // (Bypass bytes are noted before publishing: a flush of this memtable waits for
+        // the publication, so it cannot finish without counting them.)
         self.publisher.publish(first, first.plus(count - 1));
         if let Some((last, commit)) = wal_wait {
             if let Err(e) = self.wal.wait_committed(last, commit) {
@@ -1338,10 +1355,7 @@ impl DbInner {
         for (ks, (entries, bytes)) in involved.iter().zip(&per_ks) {
             ks.counters.write_ops.fetch_add(*entries, Ordering::Relaxed);
             ks.counters.user_bytes.fetch_add(*bytes, Ordering::Relaxed);
-            self.maybe_switch_memtable(ks, false);
-            if durability == Durability::Bypass {
-                self.enforce_bypass_bound(ks);
-            }
+            self.seal_after_write(ks, durability == Durability::Bypass);
         }
         if self
             .counters
@@ -1350,17 +1364,27 @@ impl DbInner {
             .is_multiple_of(64)
         {
             let _ = self.enforce_write_buffer_budget();
-            crate::background::flush_for_wal_limit(self);
+            // A bypass write leaves the WAL alone, its lock included.
+            if durability.is_logged() {
+                crate::background::flush_for_wal_limit(self);
+            }
         }
         Ok(())
     }
 
-    /// Seals the active memtable of `ks` once its unflushed bypass bytes reach
-    /// `bypass_max_unflushed_bytes` (the flush then brings them down).
-    fn enforce_bypass_bound(&self, ks: &Arc<KeyspaceInner>) {
-        let view = ks.view();
-        if view.active.bypass_bytes() > 0 && bypass_over_limit(ks, &view) {
-            self.maybe_switch_memtable(ks, true);
+    /// Seals the active memtable of `ks` when it is full or, after a bypass write,
+    /// when the keyspace's unflushed bypass bytes reach `bypass_max_unflushed_bytes`
+    /// (the flush then brings them down).
+    fn seal_after_write(&self, ks: &Arc<KeyspaceInner>, bypass: bool) {
+        let (full, over) = {
+            let view = ks.view.read();
+            (
+                view.active.approximate_bytes() >= ks.options.memtable_bytes,
+                bypass && view.active.bypass_bytes() > 0 && bypass_over_limit(ks, &view),
+            )
+        };
+        if full || over {
+            self.switch_memtable(ks, over, false);
         }
     }
 
@@ -1378,20 +1402,28 @@ impl DbInner {
             if ks.dropped.load(Ordering::SeqCst) {
                 return Err(Error::UnknownKeyspace(ks.name.clone()));
             }
-            let view = ks.view();
-            let full = view.active.approximate_bytes() >= ks.options.memtable_bytes;
             // The debt is zero whenever no compaction is due, so this cannot wait on
             // work that will never run.
             let pending = ks.pressure.pending_bytes.load(Ordering::Relaxed);
+            // Read under the view's read lock, released before anything is done.
+            let (full, seal_allowed, bypass_full, active_bypass, l0, has_sealed) = {
+                let view = ks.view.read();
+                (
+                    view.active.approximate_bytes() >= ks.options.memtable_bytes,
+                    ks.seal_allowed(&view),
+                    bypass_over_limit(ks, &view),
+                    view.active.bypass_bytes() > 0,
+                    view.version.table_count(0) + view.sealed.len(),
+                    !view.sealed.is_empty(),
+                )
+            };
             // At the most bypass bytes a crash may take: seal the active memtable so
             // its flush starts, and wait while what is sealed still holds that much
             // (or the active memtable may not be sealed yet).
-            let bypass_full = bypass_over_limit(ks, &view);
-            if bypass_full && view.active.bypass_bytes() > 0 && self.maybe_switch_memtable(ks, true)
-            {
+            if bypass_full && active_bypass && self.maybe_switch_memtable(ks, true) {
                 continue;
             }
-            let admit = (!full || ks.seal_allowed(&view))
+            let admit = (!full || seal_allowed)
                 && pending < ks.options.hard_pending_compaction_bytes
                 && !bypass_full;
             if admit {
@@ -1400,7 +1432,6 @@ impl DbInner {
                         .stall_micros
                         .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
-                let l0 = view.version.table_count(0) + view.sealed.len();
                 if l0 >= ks.options.l0_slowdown_trigger
                     || pending >= ks.options.soft_pending_compaction_bytes
                 {
@@ -1418,7 +1449,7 @@ impl DbInner {
             // case a busy worker skipped it), then wait for progress.
             if queued_at.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
             {
-                if !view.sealed.is_empty() {
+                if has_sealed {
                     let _ = self.jobs.send(Job::Flush(ks.id));
                 }
                 let _ = self.jobs.send(Job::Compact(ks.id));
@@ -1811,6 +1842,29 @@ fn bypass_over_limit(ks: &KeyspaceInner, view: &View) -> bool {
     ks.options
         .bypass_max_unflushed_bytes
         .is_some_and(|limit| bypass_bytes_at_risk(view) >= limit)
+}
+
+/// A point entry built ahead of its sequence number (`None` for a prefix tombstone,
+/// which is recorded apart).
+fn prepare_entry(r: &WriteReq<'_>) -> Option<PreparedEntry> {
+    match r.op {
+        BatchOp::Put => Some(PreparedEntry::new(r.key, ValueKind::Put, r.value)),
+        BatchOp::Delete => Some(PreparedEntry::new(r.key, ValueKind::Delete, &[])),
+        BatchOp::DeletePrefix => None,
+    }
+}
+
+/// Applies one request, prepared by [`prepare_entry`], at `seq`.
+fn apply_prepared(
+    memtable: &Memtable,
+    r: &WriteReq<'_>,
+    prepared: Option<PreparedEntry>,
+    seq: SeqNo,
+) {
+    match prepared {
+        Some(entry) => memtable.insert_prepared(entry, seq),
+        None => memtable.insert_prefix_tombstone(r.key, seq),
+    }
 }
 
 /// Applies one entry to a memtable.

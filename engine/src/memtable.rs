@@ -22,7 +22,7 @@ use strata_wal::SeqNo;
 use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{
-    compare_internal, internal_key, parse_internal_key, seek_key, user_key, ValueKind,
+    compare_internal, parse_internal_key, seek_key, trailer, user_key, ValueKind, TRAILER_LEN,
 };
 
 /// An internal key ordered by [`compare_internal`].
@@ -44,6 +44,31 @@ impl PartialOrd for MemKey {
 /// Per-entry bookkeeping overhead counted against the memtable's size (skiplist node,
 /// two reference-counted buffers).
 const ENTRY_OVERHEAD: usize = 64;
+
+/// One version allocated and copied before its sequence number is known, so that a
+/// writer does that work before it reserves its number, outside the window in which
+/// later writers wait for it (see `Publisher` in `db.rs`).
+#[derive(Debug)]
+pub struct PreparedEntry {
+    /// The user key and room for the trailer, exactly this long.
+    key: Vec<u8>,
+    kind: ValueKind,
+    value: Bytes,
+}
+
+impl PreparedEntry {
+    /// The version `(key, kind, value)`, its sequence number to come.
+    pub fn new(key: &[u8], kind: ValueKind, value: &[u8]) -> Self {
+        let mut k = Vec::with_capacity(key.len() + TRAILER_LEN);
+        k.extend_from_slice(key);
+        k.extend_from_slice(&[0; TRAILER_LEN]);
+        PreparedEntry {
+            key: k,
+            kind,
+            value: Bytes::copy_from_slice(value),
+        }
+    }
+}
 
 /// One memtable of one keyspace.
 #[derive(Debug)]
@@ -99,14 +124,32 @@ impl Memtable {
     }
 
     fn note_seq(&self, seq: SeqNo) {
-        self.min_seq.fetch_min(seq.0, AtomicOrdering::SeqCst);
-        self.max_seq.fetch_max(seq.0, AtomicOrdering::SeqCst);
+        // Loads first: writers sharing the memtable then rarely write these lines
+        // (sequence numbers mostly rise, so the minimum is set once).
+        if seq.0 < self.min_seq.load(AtomicOrdering::Relaxed) {
+            self.min_seq.fetch_min(seq.0, AtomicOrdering::SeqCst);
+        }
+        if seq.0 > self.max_seq.load(AtomicOrdering::Relaxed) {
+            self.max_seq.fetch_max(seq.0, AtomicOrdering::SeqCst);
+        }
     }
 
     /// Inserts one version.
     pub fn insert(&self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
-        let ikey = Bytes::from(internal_key(key, seq, kind));
-        let value = Bytes::copy_from_slice(value);
+        self.insert_prepared(PreparedEntry::new(key, kind, value), seq);
+    }
+
+    /// Inserts a version built before its sequence number was known.
+    pub fn insert_prepared(&self, entry: PreparedEntry, seq: SeqNo) {
+        let PreparedEntry {
+            mut key,
+            kind,
+            value,
+        } = entry;
+        let at = key.len() - TRAILER_LEN;
+        key[at..].copy_from_slice(&trailer(seq, kind).to_le_bytes());
+        // Exact capacity: no second allocation.
+        let ikey = Bytes::from(key);
         self.bytes.fetch_add(
             ikey.len() + value.len() + ENTRY_OVERHEAD,
             AtomicOrdering::Relaxed,

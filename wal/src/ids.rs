@@ -77,17 +77,22 @@ impl SeqCounter {
     }
 
     /// Reserves `count` (at least 1) consecutive sequence numbers and returns the
-    /// first, or `None` without reserving anything if `count` is 0 or the last of them
-    /// would lie beyond [`SeqNo::MAX_ASSIGNABLE`].
+    /// first, or `None` if `count` is 0 or the last of them would lie beyond
+    /// [`SeqNo::MAX_ASSIGNABLE`] (nothing is reserved then, except when requests race
+    /// at the very end of the space, which they use up).
     pub fn try_reserve(&self, count: u64) -> Option<SeqNo> {
         let span = count.checked_sub(1)?;
-        self.next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |next| {
-                let last = next.checked_add(span)?;
-                (last <= SeqNo::MAX_ASSIGNABLE.0).then(|| last + 1)
-            })
-            .ok()
-            .map(SeqNo)
+        // Refused without reserving while the space cannot hold the request, so a
+        // large request near the end does not use up what smaller ones could take.
+        let seen = self.next.load(Ordering::SeqCst);
+        if seen.saturating_add(span) > SeqNo::MAX_ASSIGNABLE.0 {
+            return None;
+        }
+        // One add, no compare-and-swap loop: writers of many threads do not retry on
+        // each other. Two requests racing past the end both fail (the counter stays
+        // past it, so every later one fails too: the space is used up, nothing wraps).
+        let first = self.next.fetch_add(count, Ordering::SeqCst);
+        (first.saturating_add(span) <= SeqNo::MAX_ASSIGNABLE.0).then_some(SeqNo(first))
     }
 
     /// Reserves `count` (at least 1) consecutive sequence numbers and returns the

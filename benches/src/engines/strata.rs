@@ -3,8 +3,10 @@
 //!
 //! Mapping of the benchmark options:
 //! - `--sync` sets the keyspace's durability (`Sync`, else `Buffered`); `--disable_wal=1`
-//!   is refused until the WAL-bypass path exists; a write that asks for another level (`fillsync`) overrides it
-//!   with [`WriteOptions`]. Deletes use the keyspace's durability.
+//!   makes it a WAL-bypass keyspace (`Bypass`); a write that asks for another level
+//!   (`fillsync`) overrides it with [`WriteOptions`] (refused on a bypass keyspace,
+//!   whose writes are never logged). Deletes use the keyspace's durability.
+//! - `--sync_writer=1` writes to a second keyspace, `side`, with `Sync` durability.
 //! - `--compression` sets the keyspace's block compression; `--cache_size` the block
 //!   cache.
 //! - `--compaction_style` sets the keyspace's compaction policy (leveled, tiered or
@@ -26,6 +28,9 @@ use crate::engine::{self as bench, Batch, BenchEngine, Direction, EngineConfig, 
 /// Name of the keyspace the benchmarks use.
 pub const KEYSPACE: &str = "bench";
 
+/// Name of the keyspace `--sync_writer=1` writes to.
+pub const SIDE_KEYSPACE: &str = "side";
+
 /// What this engine build honours (see the module docs).
 const SUPPORTED: Supported = Supported {
     compression: true,
@@ -37,6 +42,8 @@ const SUPPORTED: Supported = Supported {
 pub struct StrataEngine {
     db: Db,
     ks: Keyspace,
+    /// The `Sync` keyspace of `--sync_writer=1`, opened on first use.
+    side: std::sync::OnceLock<Keyspace>,
     /// The keyspace's durability, which plain `put`s get without an override.
     durability: Durability,
 }
@@ -49,9 +56,7 @@ fn durability(d: bench::Durability) -> Durability {
     match d {
         bench::Durability::Sync => Durability::Sync,
         bench::Durability::Buffered => Durability::Buffered,
-        // The WAL-bypass path is not in this engine build yet (its own issue); open()
-        // refuses --disable_wal=1 before this is reached.
-        bench::Durability::Bypass => Durability::Buffered,
+        bench::Durability::Bypass => Durability::Bypass,
     }
 }
 
@@ -76,12 +81,6 @@ fn compression(c: bench::Compression) -> Compression {
 /// Strata's open error.
 pub fn open(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError> {
     warn_unsupported("strata", config, SUPPORTED);
-    if config.durability == bench::Durability::Bypass {
-        return Err(EngineError::new(
-            "--disable_wal=1: the WAL-bypass durability is not in this Strata build yet"
-                .to_string(),
-        ));
-    }
     let options = Options {
         block_cache_bytes: config.cache_bytes,
         ..Options::default()
@@ -102,6 +101,7 @@ pub fn open(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError> 
     Ok(Arc::new(StrataEngine {
         db,
         ks,
+        side: std::sync::OnceLock::new(),
         durability: keyspace_durability,
     }))
 }
@@ -140,6 +140,26 @@ impl BenchEngine for StrataEngine {
                 },
             )
             .map_err(err)
+    }
+
+    fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        let side = match self.side.get() {
+            Some(side) => side,
+            None => {
+                let ks = self
+                    .db
+                    .keyspace_or_create(
+                        SIDE_KEYSPACE,
+                        KeyspaceOptions {
+                            durability: Durability::Sync,
+                            ..KeyspaceOptions::default()
+                        },
+                    )
+                    .map_err(err)?;
+                self.side.get_or_init(|| ks)
+            }
+        };
+        side.put(key, value).map_err(err)
     }
 
     fn get(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool, EngineError> {
