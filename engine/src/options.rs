@@ -479,3 +479,77 @@ impl WriteOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bypass_options() -> KeyspaceOptions {
+        KeyspaceOptions {
+            durability: Durability::Bypass,
+            bypass_flush_interval: Some(Duration::from_millis(250)),
+            bypass_max_unflushed_bytes: None,
+            ..KeyspaceOptions::default()
+        }
+    }
+
+    #[test]
+    fn keyspace_options_round_trip_with_every_durability() {
+        for durability in [Durability::Sync, Durability::Buffered, Durability::Bypass] {
+            let o = KeyspaceOptions {
+                durability,
+                ..bypass_options()
+            };
+            assert_eq!(KeyspaceOptions::decode(&o.encode()), Some(o));
+        }
+    }
+
+    #[test]
+    fn an_older_encoding_cannot_name_bypass_and_takes_the_bypass_defaults() {
+        // Version 2 of the same options: drop the version-3 tail and the version byte.
+        let o = KeyspaceOptions::default();
+        let mut v2 = {
+            let mut out = Vec::new();
+            strata_wal::codec::put_varint(&mut out, 2);
+            out.extend_from_slice(&o.encode()[1..]);
+            let tail = {
+                let mut t = Vec::new();
+                strata_wal::codec::put_varint(&mut t, 5000);
+                strata_wal::codec::put_varint(&mut t, 64 << 20);
+                t.len()
+            };
+            out.truncate(out.len() - tail);
+            out
+        };
+        assert_eq!(KeyspaceOptions::decode(&v2), Some(o));
+        // Durability code 2 in a version-2 list is corruption.
+        v2[1] = 2;
+        assert_eq!(KeyspaceOptions::decode(&v2), None);
+    }
+
+    #[test]
+    fn every_truncation_and_byte_change_decodes_or_is_refused() {
+        let bytes = bypass_options().encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(KeyspaceOptions::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            for b in [0u8, 1, 2, 3, 0x7f, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[i] = b;
+                let _ = KeyspaceOptions::decode(&damaged);
+            }
+        }
+    }
+
+    #[test]
+    fn durability_order() {
+        assert_eq!(
+            Durability::Bypass.max(Durability::Buffered),
+            Durability::Buffered
+        );
+        assert_eq!(Durability::Sync.max(Durability::Bypass), Durability::Sync);
+        assert!(!Durability::Bypass.is_logged());
+        assert!(Durability::Buffered.is_logged() && Durability::Sync.is_logged());
+    }
+}
