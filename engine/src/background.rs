@@ -44,8 +44,8 @@ pub(crate) fn start_workers(inner: &Arc<DbInner>) -> Result<()> {
 }
 
 /// Starts the thread that seals and flushes WAL-bypass writes older than their
-/// keyspace's `bypass_flush_interval`. It wakes at a quarter of the shortest interval
-/// (at most every 250 ms) and at every flush, compaction and close.
+/// keyspace's `bypass_flush_interval`. It wakes every quarter of the shortest interval
+/// (and at least every 250 ms) and at every flush, compaction and close.
 pub(crate) fn start_bypass_flusher(inner: &Arc<DbInner>) -> Result<()> {
     let db = Arc::clone(inner);
     let handle = std::thread::Builder::new()

@@ -389,6 +389,8 @@ pub(crate) enum Job {
 #[derive(Debug, Default)]
 pub(crate) struct DbCounters {
     pub writes: AtomicU64,
+    /// Writes through the WAL.
+    pub logged_writes: AtomicU64,
     pub background_errors: AtomicU64,
 }
 
@@ -411,6 +413,9 @@ pub(crate) struct DbInner {
     poisoned: Mutex<Option<String>>,
     /// Set (after `poisoned`) when the database is poisoned.
     is_poisoned: AtomicBool,
+    /// Set when `close` begins: bypass writes reserved after it are refused, so the
+    /// flush that close runs covers every acknowledged one.
+    closing: AtomicBool,
     closed: AtomicBool,
     lock: Mutex<Option<Box<dyn FileLock>>>,
     /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
@@ -650,11 +655,14 @@ impl Db {
         self.inner().drop_keyspace(name)
     }
 
-    /// Applies `batch` atomically with each keyspace's default durability (the
-    /// strongest among the keyspaces it touches).
+    /// Applies `batch` atomically with its keyspaces' default durability: the
+    /// strongest among the logged keyspaces it touches, or WAL-bypass for a batch
+    /// within one bypass keyspace (see [`WriteOptions::durability`] and
+    /// `docs/durability.md`).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for oversized keys or values,
+    /// [`Error::InvalidArgument`] for oversized keys or values, for a batch mixing a
+    /// bypass keyspace with a logged one or spanning two bypass keyspaces,
     /// [`Error::UnknownKeyspace`] if a keyspace was dropped, [`Error::Poisoned`] after an
     /// I/O failure, [`Error::Closed`].
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -1058,6 +1066,7 @@ impl DbInner {
             workers: Mutex::new(Vec::new()),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             progress: (Mutex::new(()), Condvar::new()),
@@ -1272,6 +1281,13 @@ impl DbInner {
                 let first = self.publisher.reserve(&self.seq, count).ok_or_else(|| {
                     Error::from(strata_wal::Error::SeqExhausted { requested: count })
                 })?;
+                // A clean close flushes what was reserved before it began (it waits
+                // for those to be published) and refuses the rest: no bypass write is
+                // acknowledged that the close's flush does not cover.
+                if self.closing.load(Ordering::SeqCst) {
+                    self.publisher.publish(first, first.plus(count - 1));
+                    return Err(Error::Closed);
+                }
                 (first, None)
             }
             Durability::Sync | Durability::Buffered => {
@@ -1364,10 +1380,13 @@ impl DbInner {
             .is_multiple_of(64)
         {
             let _ = self.enforce_write_buffer_budget();
-            // A bypass write leaves the WAL alone, its lock included.
-            if durability.is_logged() {
-                crate::background::flush_for_wal_limit(self);
-            }
+        }
+        // Only logged writes grow the WAL (a bypass write leaves it alone, its lock
+        // included), so they alone count towards checking its size.
+        if durability.is_logged()
+            && (self.counters.logged_writes.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(64)
+        {
+            crate::background::flush_for_wal_limit(self);
         }
         Ok(())
     }
@@ -1427,6 +1446,10 @@ impl DbInner {
                 && pending < ks.options.hard_pending_compaction_bytes
                 && !bypass_full;
             if admit {
+                if stalled_at.is_some() {
+                    // Woken perhaps by a close or a failure while waiting.
+                    self.check_writable()?;
+                }
                 if let Some(start) = stalled_at {
                     ks.counters
                         .stall_micros
@@ -1767,7 +1790,10 @@ impl DbInner {
             return Ok(());
         }
         // WAL-bypass writes live only in memtables: a clean close flushes them, so
-        // only a crash can lose them.
+        // only a crash can lose them. Bypass writes reserved from here on are refused;
+        // those reserved before are waited for, then flushed.
+        self.closing.store(true, Ordering::SeqCst);
+        self.publisher.wait_visible(self.seq.peek_next().prev());
         let bypass_flushed = self.flush_bypass_writes();
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -1802,29 +1828,44 @@ fn resolve_durability(
     let bypass_ks = involved
         .iter()
         .find(|k| k.options.durability == Durability::Bypass);
-    match (options.durability, bypass_ks) {
-        (Some(Durability::Bypass), _) => Ok(Durability::Bypass),
-        (Some(d), Some(b)) => Err(Error::InvalidArgument(format!(
-            "keyspace {:?} is a WAL-bypass keyspace: its writes are never logged, so a \
-             {d:?} write to it would promise what recovery cannot keep; write it without \
-             a durability override and call Keyspace::flush to make it durable",
-            b.name
-        ))),
-        (Some(d), None) => Ok(d),
-        (None, Some(b)) => match involved.iter().find(|k| k.options.durability.is_logged()) {
-            Some(logged) => Err(Error::InvalidArgument(format!(
-                "a batch mixes the WAL-bypass keyspace {:?} and the logged keyspace {:?}: \
-                 write them in separate batches, or pass WriteOptions::bypass() to write \
-                 all of it without the WAL",
-                b.name, logged.name
-            ))),
-            None => Ok(Durability::Bypass),
-        },
-        (None, None) => Ok(involved
+    let resolved = match (options.durability, bypass_ks) {
+        (Some(Durability::Bypass), _) => Durability::Bypass,
+        (Some(d), Some(b)) => {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace {:?} is a WAL-bypass keyspace: its writes are never logged, so a \
+                 {d:?} write to it would promise what recovery cannot keep; write it \
+                 without a durability override and call Keyspace::flush to make it durable",
+                b.name
+            )))
+        }
+        (Some(d), None) => d,
+        (None, Some(b)) => {
+            if let Some(logged) = involved.iter().find(|k| k.options.durability.is_logged()) {
+                return Err(Error::InvalidArgument(format!(
+                    "a batch mixes the WAL-bypass keyspace {:?} and the logged keyspace \
+                     {:?}: write them in separate batches",
+                    b.name, logged.name
+                )));
+            }
+            Durability::Bypass
+        }
+        (None, None) => involved
             .iter()
             .map(|k| k.options.durability)
-            .fold(Durability::Buffered, Durability::max)),
+            .fold(Durability::Buffered, Durability::max),
+    };
+    // Each keyspace recovers bypass writes from its own last flush: a bypass batch
+    // across keyspaces could come back from a crash in part.
+    if resolved == Durability::Bypass && involved.len() > 1 {
+        let names: Vec<String> = involved.iter().map(|k| format!("{:?}", k.name)).collect();
+        return Err(Error::InvalidArgument(format!(
+            "a WAL-bypass batch must stay within one keyspace (this one writes {}): each \
+             keyspace recovers its bypass writes from its own last flush, so the batch \
+             could not be recovered whole; write one batch per keyspace",
+            names.join(", ")
+        )));
     }
+    Ok(resolved)
 }
 
 /// User bytes of WAL-bypass writes in `view`'s memtables: what a crash would take.

@@ -13,6 +13,7 @@ pub use crate::table::Compression;
 /// When a write is acknowledged, chosen per keyspace and overridable per write (see
 /// `docs/durability.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// Acknowledged once its WAL record is fsynced (group commit: one fsync covers
     /// every waiting writer). Survives process crash and power loss.
@@ -455,12 +456,14 @@ pub struct WriteOptions {
     /// Overrides the keyspaces' durability for this write.
     ///
     /// Without an override a batch across logged keyspaces takes the strongest of
-    /// their durabilities, a batch across bypass keyspaces is a bypass write, and a
+    /// their durabilities, a batch within one bypass keyspace is a bypass write, and a
     /// batch mixing the two is refused with `Error::InvalidArgument` (write them
-    /// separately). `Some(Bypass)` may be given for any keyspace: its entries skip
-    /// the WAL and survive a crash only once flushed. `Some(Sync)` or
-    /// `Some(Buffered)` on a bypass keyspace is refused: a bypass keyspace is never
-    /// replayed from the WAL, so the record would promise what recovery cannot keep.
+    /// separately). `Some(Bypass)` may be given for any one keyspace: its entries
+    /// skip the WAL and survive a crash only once flushed. A bypass batch across two
+    /// or more keyspaces is refused (each recovers from its own last flush, so it
+    /// could come back in part). `Some(Sync)` or `Some(Buffered)` on a bypass
+    /// keyspace is refused: a bypass keyspace is never replayed from the WAL, so the
+    /// record would promise what recovery cannot keep.
     pub durability: Option<Durability>,
 }
 

@@ -70,14 +70,34 @@ fn batches_that_cannot_keep_one_promise_are_refused() {
     assert_eq!(events.get("e").unwrap(), None);
     assert_eq!(state.get("s").unwrap(), None);
 
-    // A mixed batch written without the WAL is accepted, as is a bypass write to a
-    // logged keyspace.
+    // Nor written without the WAL: a bypass batch must stay within one keyspace, or
+    // a crash could keep it in one and not the other.
+    let other = db
+        .create_keyspace("other-events", bypass(KeyspaceOptions::default()))
+        .unwrap();
+    let mut across = WriteBatch::new();
+    across.put(&events, "e", "2");
+    across.put(&other, "o", "2");
+    for (batch, options) in [
+        (across.clone(), WriteOptions::default()),
+        (across, WriteOptions::bypass()),
+    ] {
+        let got = db.write_opt(batch, &options);
+        assert!(
+            matches!(got, Err(Error::InvalidArgument(ref m)) if m.contains("one keyspace")),
+            "{got:?}"
+        );
+    }
     let mut mixed = WriteBatch::new();
     mixed.put(&events, "e", "2");
     mixed.put(&state, "s", "2");
-    db.write_opt(mixed, &WriteOptions::bypass()).unwrap();
-    assert_eq!(events.get("e").unwrap().as_deref(), Some(&b"2"[..]));
-    assert_eq!(state.get("s").unwrap().as_deref(), Some(&b"2"[..]));
+    assert!(db.write_opt(mixed, &WriteOptions::bypass()).is_err());
+    assert_eq!(events.get("e").unwrap(), None);
+    assert_eq!(other.get("o").unwrap(), None);
+
+    // A bypass write to a logged keyspace is accepted.
+    state.put_opt("s", "3", &WriteOptions::bypass()).unwrap();
+    assert_eq!(state.get("s").unwrap().as_deref(), Some(&b"3"[..]));
 }
 
 #[test]
@@ -279,4 +299,40 @@ fn bypass_options_are_validated_and_kept() {
     db.close().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
     assert_eq!(db.keyspace("events").unwrap().options(), &options);
+}
+
+#[test]
+fn bypass_writes_racing_a_close_are_flushed_or_refused() {
+    for round in 0..30u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let events = db
+            .create_keyspace("events", bypass_without_interval())
+            .unwrap();
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let writer = {
+            let (events, acked) = (events.clone(), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                for i in 0u64.. {
+                    match events.put(format!("e/{i:010}"), "x") {
+                        Ok(()) => acked.store(i + 1, std::sync::atomic::Ordering::SeqCst),
+                        Err(Error::Closed) => return,
+                        Err(e) => panic!("write {i}: {e}"),
+                    }
+                }
+            })
+        };
+        // Let the writer get going, a different while each round.
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < 100 + round * 37 {
+            std::thread::yield_now();
+        }
+        db.close().unwrap();
+        writer.join().unwrap();
+        let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+        drop(events);
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let events = db.keyspace("events").unwrap();
+        // Every acknowledged write was flushed by the close; none other was applied.
+        assert_eq!(events.iter().count() as u64, acked, "round {round}");
+    }
 }

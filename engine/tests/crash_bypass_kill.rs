@@ -43,7 +43,8 @@ const EVENT_THREADS: u64 = 2;
 fn small_tree(durability: Durability) -> KeyspaceOptions {
     KeyspaceOptions {
         durability,
-        memtable_bytes: 32 << 10,
+        // Larger than the bypass byte bound, so that bound seals memtables too.
+        memtable_bytes: 256 << 10,
         block_size: 1024,
         l0_compaction_trigger: 2,
         l0_slowdown_trigger: 8,
@@ -104,6 +105,12 @@ fn bypass_child() {
         .map(|s| s.parse().unwrap())
         .collect();
     let seed: u64 = std::env::var(ENV_SEED).unwrap().parse().unwrap();
+    // A panicking writer must not hide behind the others, which would go on
+    // acknowledging until the kill: report it and end the process.
+    std::panic::set_hook(Box::new(|info| {
+        emit(&format!("panic {}", info.to_string().replace('\n', " ")));
+        std::process::exit(101);
+    }));
     let db = Db::open(&dir, db_options()).unwrap();
     let (state, events) = open_keyspaces(&db);
     std::thread::scope(|scope| {
@@ -155,6 +162,12 @@ struct Ledger {
     event_begun_max: Vec<Option<u64>>,
     /// Per event thread: the highest index covered by a flush that returned.
     flushed: Vec<Option<u64>>,
+    /// Lines read so far (the child prints through one locked stdout, so line order
+    /// is real-time order of the prints).
+    lines: u64,
+    /// This cycle's event batches: thread, last index, line of its begin, line of its
+    /// acknowledgement.
+    cycle_batches: Vec<(usize, u64, u64, Option<u64>)>,
 }
 
 impl Ledger {
@@ -174,6 +187,12 @@ impl Ledger {
         let Some(at) = line.find("@@") else {
             return false;
         };
+        self.lines += 1;
+        let pos = self.lines;
+        assert!(
+            !line[at + 2..].starts_with("panic"),
+            "the child panicked: {line}"
+        );
         let parts: Vec<u64> = line[at + 2..]
             .split_whitespace()
             .skip(1)
@@ -192,9 +211,21 @@ impl Ledger {
                 let t = parts[0] as usize;
                 self.batch_ends[t].insert(parts[2]);
                 self.event_begun_max[t] = self.event_begun_max[t].max(Some(parts[2]));
+                self.cycle_batches.push((t, parts[2], pos, None));
                 false
             }
-            Some("eack") => true,
+            Some("eack") => {
+                let (t, last) = (parts[0] as usize, parts[1]);
+                if let Some(b) = self
+                    .cycle_batches
+                    .iter_mut()
+                    .rev()
+                    .find(|b| b.0 == t && b.1 == last)
+                {
+                    b.3 = Some(pos);
+                }
+                true
+            }
             Some("flushed") => {
                 let t = parts[0] as usize;
                 self.flushed[t] = self.flushed[t].max(Some(parts[1]));
@@ -244,6 +275,7 @@ fn check(dir: &Path, ledger: &mut Ledger, cycle: u64) {
         state_keys <= ledger.state_begun_max.map_or(0, |n| n + 1),
         "cycle {cycle}: {state_keys} state keys, more than were begun"
     );
+    let mut survived_count = vec![0u64; EVENT_THREADS as usize];
     for t in 0..EVENT_THREADS {
         let ti = t as usize;
         let found: BTreeMap<u64, Vec<u8>> = events
@@ -306,12 +338,38 @@ fn check(dir: &Path, ledger: &mut Ledger, cycle: u64) {
             "cycle {cycle}: thread {t}: {count} events survived, flushed through {:?}, begun through {:?}",
             ledger.flushed[ti], ledger.event_begun_max[ti]
         );
+        survived_count[ti] = count;
         // The next child goes on from the prefix; what was lost is written again.
         ledger.event_next[ti] = count;
         ledger.batch_ends[ti].retain(|&e| e < count);
         ledger.event_begun_max[ti] = count.checked_sub(1);
         ledger.flushed[ti] = count.checked_sub(1);
     }
+    // Across threads too the survivors are a prefix of the keyspace's writes: no batch
+    // survived that began after a lost batch had been acknowledged (that one's
+    // sequence numbers were then below the survivor's).
+    let lost_ack = ledger
+        .cycle_batches
+        .iter()
+        .filter(|b| b.1 >= survived_count[b.0])
+        .filter_map(|b| b.3)
+        .min();
+    if let Some(lost_ack) = lost_ack {
+        for b in ledger
+            .cycle_batches
+            .iter()
+            .filter(|b| b.1 < survived_count[b.0])
+        {
+            assert!(
+                b.2 < lost_ack,
+                "cycle {cycle}: thread {}'s batch ending at {} survived though it began \
+                 after a lost batch was acknowledged",
+                b.0,
+                b.1
+            );
+        }
+    }
+    ledger.cycle_batches.clear();
     db.close().unwrap();
 }
 

@@ -50,6 +50,9 @@ impl fmt::Display for SegmentId {
     }
 }
 
+/// Within this many numbers of the end, reservations take the careful path.
+const NEAR_THE_END: u64 = 1 << 40;
+
 /// The shared source of sequence numbers.
 ///
 /// The write-ahead log draws from it while holding its queue lock (so log order equals
@@ -77,9 +80,8 @@ impl SeqCounter {
     }
 
     /// Reserves `count` (at least 1) consecutive sequence numbers and returns the
-    /// first, or `None` if `count` is 0 or the last of them would lie beyond
-    /// [`SeqNo::MAX_ASSIGNABLE`] (nothing is reserved then, except when requests race
-    /// at the very end of the space, which they use up).
+    /// first, or `None` without reserving anything if `count` is 0 or the last of them
+    /// would lie beyond [`SeqNo::MAX_ASSIGNABLE`].
     pub fn try_reserve(&self, count: u64) -> Option<SeqNo> {
         let span = count.checked_sub(1)?;
         // Refused without reserving while the space cannot hold the request, so a
@@ -88,11 +90,22 @@ impl SeqCounter {
         if seen.saturating_add(span) > SeqNo::MAX_ASSIGNABLE.0 {
             return None;
         }
-        // One add, no compare-and-swap loop: writers of many threads do not retry on
-        // each other. Two requests racing past the end both fail (the counter stays
-        // past it, so every later one fails too: the space is used up, nothing wraps).
-        let first = self.next.fetch_add(count, Ordering::SeqCst);
-        (first.saturating_add(span) <= SeqNo::MAX_ASSIGNABLE.0).then_some(SeqNo(first))
+        // Far from the end: one add, no compare-and-swap loop, so writers of many
+        // threads do not retry on each other (a request is at most 2^32 numbers, a
+        // batch's entry count, so 2^40 of room holds 256 of them racing). Near it: a
+        // compare-and-swap, so that a request that does not fit reserves nothing (a
+        // number taken but never used would never be published, and everything
+        // waiting for it would wait forever).
+        if count <= 1 << 32 && seen.saturating_add(NEAR_THE_END) <= SeqNo::MAX_ASSIGNABLE.0 {
+            return Some(SeqNo(self.next.fetch_add(count, Ordering::SeqCst)));
+        }
+        self.next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |next| {
+                let last = next.checked_add(span)?;
+                (last <= SeqNo::MAX_ASSIGNABLE.0).then(|| last + 1)
+            })
+            .ok()
+            .map(SeqNo)
     }
 
     /// Reserves `count` (at least 1) consecutive sequence numbers and returns the
