@@ -82,12 +82,18 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
 #[derive(Debug)]
 pub(crate) struct Publisher {
     visible: AtomicU64,
+    /// Threads parked in [`Publisher::wait_until`]; a publisher wakes them only when
+    /// there are any, so the common path takes no lock.
+    parked: AtomicU64,
+    park: (Mutex<()>, Condvar),
 }
 
 impl Publisher {
     fn new(visible: SeqNo) -> Self {
         Publisher {
             visible: AtomicU64::new(visible.0),
+            parked: AtomicU64::new(0),
+            park: (Mutex::new(()), Condvar::new()),
         }
     }
 
@@ -102,11 +108,12 @@ impl Publisher {
     /// reservation is published, then makes this one visible.
     pub(crate) fn publish(&self, first: SeqNo, last: SeqNo) {
         let before = first.0 - 1;
-        let mut backoff = Backoff::default();
-        while self.visible.load(Ordering::Acquire) != before {
-            backoff.snooze();
+        self.wait_until(|v| v == before);
+        self.visible.store(last.0, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) > 0 {
+            let _g = self.park.0.lock();
+            self.park.1.notify_all();
         }
-        self.visible.store(last.0, Ordering::Release);
     }
 
     /// The newest sequence number whose write (and every earlier one) is applied.
@@ -116,36 +123,39 @@ impl Publisher {
 
     /// Waits until `seq` is visible.
     pub(crate) fn wait_visible(&self, seq: SeqNo) {
-        let mut backoff = Backoff::default();
-        while self.visible() < seq {
-            backoff.snooze();
-        }
+        self.wait_until(|v| v >= seq.0);
     }
-}
 
-/// Waiting for another thread's short step: spin briefly, then yield the core (on a
-/// machine with fewer cores than writers the thread waited for may need it).
-#[derive(Debug, Default)]
-struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    fn snooze(&mut self) {
-        if self.step < 6 {
-            for _ in 0..(1u32 << self.step) {
-                std::hint::spin_loop();
+    /// Waits until `ready(visible)`: spins briefly (the writer waited for is usually
+    /// mid-insert on the other core), then parks until a publication wakes it, so that
+    /// a waiter never burns the core a preempted writer needs.
+    fn wait_until(&self, ready: impl Fn(u64) -> bool) {
+        for i in 0..SPINS_BEFORE_PARKING {
+            if ready(self.visible.load(Ordering::Acquire)) {
+                return;
             }
-            self.step += 1;
-        } else if self.step < 200 {
-            std::thread::yield_now();
-            self.step += 1;
-        } else {
-            // Preempted for a whole time slice: stop burning the core it needs.
-            std::thread::sleep(std::time::Duration::from_micros(50));
+            if i < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
+        let mut g = self.park.0.lock();
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        // Counted before this check: a publication after it sees the count and wakes
+        // this thread; one before it is seen here.
+        while !ready(self.visible.load(Ordering::SeqCst)) {
+            // The timeout is a safety net only.
+            self.park
+                .1
+                .wait_for(&mut g, std::time::Duration::from_millis(1));
+        }
+        self.parked.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Spins (then yields) before a waiter parks.
+const SPINS_BEFORE_PARKING: u32 = 80;
 
 /// A memtable no longer written to by new sequence numbers, waiting for flush.
 #[derive(Debug, Clone)]
@@ -782,6 +792,8 @@ impl Db {
                 drop(work);
                 busy |= crate::compaction::compaction_due(ks);
             }
+            // Level 0 may have refused the budget's seal above; it has room now.
+            busy |= inner.enforce_write_buffer_budget();
             if !busy {
                 return Ok(());
             }
@@ -1617,7 +1629,9 @@ impl DbInner {
                 return Err(Error::UnknownKeyspace(ks.name.clone()));
             }
             if !pending() {
-                return Ok(());
+                // A background flush may have done the work and not yet let go of the
+                // WAL it covered: after this call the log holds none of it.
+                return self.release_wal();
             }
             // Flush inline (oldest first); a background flush of the same keyspace may
             // be running, in which case wait for its progress.
@@ -1625,9 +1639,6 @@ impl DbInner {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => return Err(e),
-            }
-            if !pending() {
-                return Ok(());
             }
             self.check_writable()?;
             let (lock, cond) = &self.progress;
