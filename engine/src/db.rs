@@ -74,6 +74,9 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
 /// one. Readers only load the visible number, and everything at or below it is
 /// applied, so a reader never sees a later write without every earlier one.
 ///
+/// Waiting spins briefly and then parks (see [`Publisher::wait_until`]), so a waiter
+/// never burns the core that a preempted writer it waits for needs.
+///
 /// Trade-off: a writer waits for the writers that reserved before it. Nothing between
 /// a reservation and its publication does I/O (a logged write's WAL record is written
 /// and synced after it is published), so that wait is for other writers' memtable
