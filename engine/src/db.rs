@@ -1643,6 +1643,9 @@ impl DbInner {
                 Ok(false) => {}
                 Err(e) => return Err(e),
             }
+            if !pending() {
+                return self.release_wal();
+            }
             self.check_writable()?;
             let (lock, cond) = &self.progress;
             let mut g = lock.lock();

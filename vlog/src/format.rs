@@ -22,6 +22,8 @@ pub const MAX_KEY_LEN: usize = 64 << 10;
 pub const MAX_VALUE_LEN: usize = (1 << 32) - 1;
 /// Record flag: the value is zstd-compressed.
 pub const FLAG_ZSTD: u8 = 1;
+/// The most a zstd value may claim to expand (raw bytes per stored byte).
+pub const MAX_ZSTD_EXPANSION: usize = 1 << 15;
 
 /// The header of one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +97,7 @@ pub struct Record {
 /// Appends the record `(key, seq, stored value)` to `out`, checksummed for segment
 /// `segment`. `raw_len` is the value's length before compression; `flags` says how it
 /// is stored. Returns the record's length.
-pub fn encode_record(
+pub(crate) fn encode_record(
     out: &mut Vec<u8>,
     segment: u64,
     flags: u8,
@@ -205,8 +207,23 @@ pub fn decode_record(segment: u64, bytes: &[u8]) -> std::result::Result<Record, 
     let key = bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + head.key_len].to_vec();
     let stored = &bytes[RECORD_HEADER_LEN + head.key_len..];
     let value = if head.flags & FLAG_ZSTD != 0 {
-        let v = zstd::bulk::decompress(stored, head.raw_len)
+        // zstd expands at most about 32 768 times (an RLE block: 4 bytes for 128 KiB), so
+        // a larger claim is damage or forgery; and the output buffer grows only with
+        // what the frame really produces, never to the claimed size up front.
+        if head.raw_len > head.stored_len.saturating_mul(MAX_ZSTD_EXPANSION) {
+            return Err(format!(
+                "record claims {} bytes from a {}-byte zstd value",
+                head.raw_len, head.stored_len
+            ));
+        }
+        let mut v = Vec::new();
+        let decoder = zstd::stream::read::Decoder::new(stored)
             .map_err(|e| format!("value does not decompress: {e}"))?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(decoder, head.raw_len as u64 + 1),
+            &mut v,
+        )
+        .map_err(|e| format!("value does not decompress: {e}"))?;
         if v.len() != head.raw_len {
             return Err(format!(
                 "value decompresses to {} bytes, its record says {}",
@@ -259,6 +276,25 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(SegmentHeader::decode(&bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn a_forged_decompressed_length_is_refused_without_allocating_it() {
+        let frame = zstd::bulk::compress(&[7u8; 1000], 3).unwrap();
+        let mut out = Vec::new();
+        let claim = u32::MAX as usize;
+        encode_record(&mut out, 1, FLAG_ZSTD, b"k", SeqNo(1), &frame, claim);
+        let err = decode_record(1, &out).unwrap_err();
+        assert!(err.contains("claims"), "{err}");
+        // A claim within the bound but above what the frame yields.
+        let mut out = Vec::new();
+        encode_record(&mut out, 1, FLAG_ZSTD, b"k", SeqNo(1), &frame, 5000);
+        assert!(decode_record(1, &out)
+            .unwrap_err()
+            .contains("decompresses to 1000"));
+        let mut out = Vec::new();
+        encode_record(&mut out, 1, FLAG_ZSTD, b"k", SeqNo(1), &frame, 1000);
+        assert_eq!(decode_record(1, &out).unwrap().value, vec![7u8; 1000]);
     }
 
     #[test]

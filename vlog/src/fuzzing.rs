@@ -52,7 +52,16 @@ pub fn vlog_segment(data: &[u8]) {
         Ok(())
     });
     match scanned {
-        Ok(_) | Err(Error::Corruption { .. }) => {}
+        Ok(outcome) => {
+            assert_eq!(outcome.records as usize, seen.len());
+            if let Some(torn) = outcome.torn_tail {
+                assert!(
+                    torn >= durable,
+                    "a torn tail at {torn} before the durable {durable}"
+                );
+            }
+        }
+        Err(Error::Corruption { .. }) => {}
         Err(e) => panic!("a scan failed with something other than corruption: {e}"),
     }
     for (ptr, record) in &seen {

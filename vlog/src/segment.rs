@@ -74,6 +74,13 @@ impl SegmentWriter {
             ),
         };
         let path = dir.join(segment_file_name(id));
+        // Never over an existing segment: a reused id would erase values pointers name.
+        if fs.exists(&path)? {
+            return Err(Error::InvalidArgument(format!(
+                "value-log segment {} already exists",
+                path.display()
+            )));
+        }
         let file = fs.create(&path)?;
         file.append(&SegmentHeader { id, keyspace }.encode())?;
         file.sync_data()?;
@@ -320,6 +327,13 @@ pub fn scan_segment(
                 break;
             }
         }
+    }
+    if outcome.torn_tail.is_none() && (offset as u64) < durable_len {
+        return Err(Error::corruption(
+            path,
+            offset as u64,
+            format!("the segment ends at {offset}, before its durable length {durable_len}"),
+        ));
     }
     Ok(outcome)
 }

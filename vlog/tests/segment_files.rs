@@ -203,6 +203,19 @@ fn truncation_is_a_torn_tail_past_the_durable_length_and_corruption_before_it() 
             ));
         }
     }
+    // Whole records lost before the durable length are corruption too.
+    for end in &ends[..ends.len() - 1] {
+        assert!(matches!(
+            scan_segment(
+                &clean[..*end as usize],
+                &path,
+                1,
+                clean.len() as u64,
+                |_, _| Ok(())
+            ),
+            Err(Error::Corruption { .. })
+        ));
+    }
     for cut in 0..SEGMENT_HEADER_LEN {
         assert!(scan_segment(&clean[..cut], &path, 1, 0, |_, _| Ok(())).is_err());
     }
@@ -238,28 +251,40 @@ fn a_failed_append_or_sync_refuses_every_later_one() {
 
 #[test]
 fn a_crash_keeps_what_was_synced() {
-    let (fault, fs) = setup();
-    let mut w = SegmentWriter::create(&fs, Path::new("/v"), 1, 0, VlogCompression::None).unwrap();
-    let kept = w.append(b"k1", SeqNo(1), &value(1, 500, false)).unwrap();
-    w.sync().unwrap();
-    let durable = w.synced_len();
-    w.append(b"k2", SeqNo(2), &value(2, 500, false)).unwrap();
-    drop(w);
-    fault.crash_with(CrashMode::GarbageTail);
-    let path = Path::new("/v").join(segment_file_name(1));
-    let file = fs.open(&path).unwrap();
-    let bytes = file.read_all().unwrap();
-    let mut got = Vec::new();
-    let outcome = scan_segment(&bytes, &path, 1, durable, |p, r| {
-        got.push((p, r.key));
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(got[0], (kept, b"k1".to_vec()));
-    // The second record is whole, or a torn tail; never a wrong record.
-    assert!(got.len() == 2 || outcome.torn_tail.is_some());
-    if let Some(second) = got.get(1) {
-        assert_eq!(second.1, b"k2".to_vec());
+    for seed in 0..20 {
+        for mode in [
+            CrashMode::DropUnsynced,
+            CrashMode::TornTail,
+            CrashMode::GarbageTail,
+        ] {
+            let fault = FaultFs::new(seed);
+            let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+            fs.create_dir_all(Path::new("/v")).unwrap();
+            let mut w =
+                SegmentWriter::create(&fs, Path::new("/v"), 1, 0, VlogCompression::None).unwrap();
+            let kept = w.append(b"k1", SeqNo(1), &value(1, 500, false)).unwrap();
+            w.sync().unwrap();
+            let durable = w.synced_len();
+            w.append(b"k2", SeqNo(2), &value(2, 500, false)).unwrap();
+            drop(w);
+            fault.crash_with(mode);
+            let path = Path::new("/v").join(segment_file_name(1));
+            let file = fs.open(&path).unwrap();
+            let bytes = file.read_all().unwrap();
+            let mut got = Vec::new();
+            let outcome = scan_segment(&bytes, &path, 1, durable, |p, r| {
+                got.push((p, r));
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("seed {seed} {mode:?}: {e}"));
+            assert_eq!(got[0].0, kept, "seed {seed} {mode:?}");
+            assert_eq!(got[0].1.value, value(1, 500, false));
+            // The second record is whole and right, or cut (a torn tail), or gone.
+            match got.get(1) {
+                Some((_, r)) => assert_eq!(r.value, value(2, 500, false)),
+                None => assert!(outcome.torn_tail.is_some() || bytes.len() as u64 == durable),
+            }
+        }
     }
 }
 
@@ -272,11 +297,17 @@ fn bad_arguments_write_nothing() {
         w.append(&big_key, SeqNo(1), b"v"),
         Err(Error::InvalidArgument(_))
     ));
+    // An existing segment is never overwritten.
+    assert!(matches!(
+        SegmentWriter::create(&fs, Path::new("/v"), 1, 0, VlogCompression::None),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         w.append(b"k", SeqNo::ZERO, b"v"),
         Err(Error::InvalidArgument(_))
     ));
     assert!(w.is_empty());
+    assert_eq!(w.file().len().unwrap(), SEGMENT_HEADER_LEN as u64);
 }
 
 proptest! {
