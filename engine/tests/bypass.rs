@@ -336,3 +336,63 @@ fn bypass_writes_racing_a_close_are_flushed_or_refused() {
         assert_eq!(events.iter().count() as u64, acked, "round {round}");
     }
 }
+
+#[test]
+fn the_byte_bound_holds_when_flushes_cannot_keep_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        // Compaction crawls, so level 0 stays full and memtables cannot be sealed.
+        compaction_write_bytes_per_sec: 16 << 10,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), options).unwrap();
+    let limit: u64 = 64 << 10;
+    let events = db
+        .create_keyspace(
+            "events",
+            bypass(KeyspaceOptions {
+                bypass_max_unflushed_bytes: Some(limit),
+                bypass_flush_interval: None,
+                memtable_bytes: 4 << 20,
+                l0_compaction_trigger: 2,
+                l0_slowdown_trigger: 2,
+                l0_stop_trigger: 2,
+                slowdown_write_bytes_per_sec: 1 << 30,
+                ..KeyspaceOptions::default()
+            }),
+        )
+        .unwrap();
+    let value = vec![b'v'; 1000];
+    let writer = {
+        let (events, value) = (events.clone(), value.clone());
+        std::thread::spawn(move || {
+            for i in 0u64.. {
+                match events.put(format!("e/{:010}", (i * 7919) % 1_000_003), &value) {
+                    Ok(()) => {}
+                    Err(Error::Closed) => return i,
+                    Err(e) => panic!("write {i}: {e}"),
+                }
+            }
+            unreachable!()
+        })
+    };
+    // Watch for a while: what is at risk never passes the bound by more than one
+    // write, and the writer is held back (stops) instead.
+    let one_write = (12 + value.len()) as u64;
+    let mut most = 0;
+    let mut stats = db.stats();
+    for _ in 0..400 {
+        stats = db.stats();
+        most = most.max(stats.bypass_bytes_at_risk());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ks = stats.keyspaces.iter().find(|k| k.name == "events").unwrap();
+    assert!(
+        most < limit + one_write,
+        "{most} bytes at risk with a bound of {limit}: {stats}"
+    );
+    assert!(ks.stops > 0, "the writer was never held back: {stats}");
+    db.close().unwrap();
+    let written = writer.join().unwrap();
+    assert!(written > 0);
+}
