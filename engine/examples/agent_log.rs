@@ -9,7 +9,7 @@
 //! nothing is at risk any more.
 //!
 //! Run: `cargo run --release -p strata --example agent_log [DIR]` (default: a fresh
-//! directory under the system temp dir).
+//! directory under the system temp dir, removed at the end; a given DIR is kept).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,10 +26,10 @@ fn event_key(agent: u64, micros: u128) -> String {
 }
 
 fn main() -> strata::Result<()> {
-    let dir = std::env::args().nth(1).map_or_else(
-        || std::env::temp_dir().join(format!("strata-agent-log-{}", std::process::id())),
-        std::path::PathBuf::from,
-    );
+    let given = std::env::args().nth(1).map(std::path::PathBuf::from);
+    let dir = given.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("strata-agent-log-{}", std::process::id()))
+    });
     let db = Db::open(&dir, Options::default())?;
     let events = db.keyspace_or_create(
         "events",
@@ -113,6 +113,11 @@ fn main() -> strata::Result<()> {
         db.stats().bypass_bytes_at_risk()
     );
     db.close()?;
-    println!("database in {}", dir.display());
+    if given.is_some() {
+        println!("database in {}", dir.display());
+    } else {
+        // A directory of our own making: leave nothing behind.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
