@@ -524,16 +524,9 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
         // Idle keyspaces dropped since they were listed are no longer in the state.
         edit.flushed_seqs
             .retain(|(id, _)| meta.state.keyspaces.contains_key(id));
-        meta.commit(
-            &edit,
-            false,
-            &inner.next_file,
-            inner.options.manifest_rollover_bytes,
-        )
-        .inspect_err(|e| {
-            discard(&handles);
-            inner.poison(e);
-        })?;
+        inner
+            .commit_edit(&mut meta, &edit, false)
+            .inspect_err(|_| discard(&handles))?;
         let mut view = ks.view.write();
         let mut version: Version = view.version.apply(&[], &handles);
         if !tombstones.is_empty() {

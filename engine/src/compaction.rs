@@ -481,16 +481,9 @@ fn install(
             ..VersionEdit::default()
         };
         // Inputs are deleted below: the edit must be beyond doubt first (marked).
-        meta.commit(
-            &edit,
-            !is_move,
-            &inner.next_file,
-            inner.options.manifest_rollover_bytes,
-        )
-        .inspect_err(|e| {
-            discard_outputs();
-            inner.poison(e);
-        })?;
+        inner
+            .commit_edit(&mut meta, &edit, !is_move)
+            .inspect_err(|_| discard_outputs())?;
         new_version.prefix_tombstones = Arc::new(keep);
         let mut view = ks.view.write();
         *view = Arc::new(View {

@@ -1191,13 +1191,7 @@ impl DbInner {
         };
         // Marked at once: unmarked, a later bit flip in this edit would pass for a torn
         // tail, and recovery would drop the keyspace with every write logged for it.
-        meta.commit(
-            &edit,
-            true,
-            &self.next_file,
-            self.options.manifest_rollover_bytes,
-        )
-        .inspect_err(|e| self.poison(e))?;
+        self.commit_edit(&mut meta, &edit, true)?;
         let first = visible.plus(1);
         let ks = Arc::new(KeyspaceInner::new(
             id,
@@ -1220,13 +1214,7 @@ impl DbInner {
             dropped_keyspaces: vec![ks.id],
             ..VersionEdit::default()
         };
-        meta.commit(
-            &edit,
-            true,
-            &self.next_file,
-            self.options.manifest_rollover_bytes,
-        )
-        .inspect_err(|e| self.poison(e))?;
+        self.commit_edit(&mut meta, &edit, true)?;
         ks.dropped.store(true, Ordering::SeqCst);
         // Wake writers stalled on it: they return `UnknownKeyspace`.
         {
@@ -1662,6 +1650,23 @@ impl DbInner {
             .filter(|k| !k.options.durability.is_logged())
             .map(|k| k.id)
             .collect()
+    }
+
+    /// Commits `edit` to the manifest ([`Meta::commit`]); a failure poisons the
+    /// database (the manifest's state on disk is then unknown).
+    pub(crate) fn commit_edit(
+        &self,
+        meta: &mut Meta,
+        edit: &VersionEdit,
+        mark_durable: bool,
+    ) -> Result<()> {
+        meta.commit(
+            edit,
+            mark_durable,
+            &self.next_file,
+            self.options.manifest_rollover_bytes,
+        )
+        .inspect_err(|e| self.poison(e))
     }
 
     /// Flushes every keyspace holding unflushed WAL-bypass writes.
