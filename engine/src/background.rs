@@ -11,22 +11,24 @@
 //! module holds what flush and compaction share: the [`VersionFilter`] that decides
 //! which versions an output keeps, and [`build_tables`], which writes them.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use strata_wal::SeqNo;
 
-use crate::compaction::{compact_once, refresh_pressure};
+use crate::compaction::{compact_once, gc_until_done, refresh_pressure};
 use crate::compaction_filter::{CompactionFilter, FilterDecision};
 use crate::db::{table_file_name, DbInner, Job, KeyspaceInner, View};
 use crate::error::{Error, Result};
 use crate::ids::{Level, TableId};
 use crate::iter::InternalIterator;
 use crate::key::{parse_internal_key, push_internal_key, user_key, ValueKind};
-use crate::manifest::{TableMeta, VersionEdit};
+use crate::manifest::{TableMeta, ValueRef, VersionEdit};
 use crate::snapshot::stripe;
 use crate::table::{Table, TableBuildOptions, TableBuilder};
+use crate::value_log::{SegmentHandle, SegmentMap, ValueSeparator};
 use crate::version::{TableHandle, Version};
 
 /// Starts the worker threads.
@@ -152,6 +154,10 @@ fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
         while !inner.is_closed() && compact_once(inner, ks)? {
             any = true;
         }
+        // Compaction is what turns overwritten values into garbage.
+        if !inner.is_closed() && gc_until_done(inner, ks)? {
+            any = true;
+        }
         let again = std::mem::take(&mut ks.work.lock().compaction_requested);
         if !again || inner.is_closed() || ks.dropped.load(Ordering::SeqCst) {
             return Ok(any);
@@ -214,6 +220,8 @@ pub(crate) struct VersionFilter<'a> {
     bottommost: bool,
     tombstones: &'a [(Vec<u8>, SeqNo)],
     user_filter: Option<&'a dyn CompactionFilter>,
+    /// Where the user filter's separated values are read from.
+    segments: Option<&'a SegmentMap>,
     last_key: Vec<u8>,
     last_stripe: Option<SeqNo>,
     /// Entries the user filter dropped or changed.
@@ -232,10 +240,17 @@ impl<'a> VersionFilter<'a> {
             bottommost,
             tombstones,
             user_filter,
+            segments: None,
             last_key: Vec::new(),
             last_stripe: None,
             filtered: 0,
         }
+    }
+
+    /// Reads separated values from `segments` when the user filter must judge them.
+    pub(crate) fn with_segments(mut self, segments: &'a SegmentMap) -> Self {
+        self.segments = Some(segments);
+        self
     }
 
     /// What to do with this entry. Entries must come in internal-key order.
@@ -261,7 +276,7 @@ impl<'a> VersionFilter<'a> {
                 Verdict::Keep
             });
         }
-        if p.kind == ValueKind::Put {
+        if p.kind.is_value() {
             let covered = self.tombstones.iter().any(|(prefix, t)| {
                 *t > p.seq && p.user_key.starts_with(prefix) && stripe(self.pinned, *t) == stripe_of
             });
@@ -270,6 +285,18 @@ impl<'a> VersionFilter<'a> {
             }
             // The newest version, seen by no pinned snapshot: the user filter's to judge.
             if let (Some(f), true) = (self.user_filter, stripe_of == SeqNo::MAX) {
+                let resolved;
+                let value = if p.kind == ValueKind::Pointer {
+                    let segments = self.segments.ok_or_else(|| {
+                        Error::Internal(
+                            "a compaction filter met a separated value it cannot read".into(),
+                        )
+                    })?;
+                    resolved = crate::value_log::resolve(segments, p.user_key, p.seq, value)?;
+                    &resolved[..]
+                } else {
+                    value
+                };
                 match f.filter(p.user_key, value) {
                     FilterDecision::Keep => {}
                     FilterDecision::Drop => {
@@ -301,7 +328,7 @@ fn build_options(ks: &KeyspaceInner) -> TableBuildOptions {
 }
 
 /// Where [`build_tables`] puts its output and how it is paced.
-pub(crate) struct OutputSpec {
+pub(crate) struct OutputSpec<'a> {
     /// The level of the tables.
     pub level: Level,
     /// Their run; `None` makes each table a run of its own (level-0 flush output).
@@ -310,17 +337,52 @@ pub(crate) struct OutputSpec {
     pub target: Option<u64>,
     /// Compaction output waits for the rate limiter; flush output only charges it.
     pub rate_limited: bool,
+    /// Value-log segments whose values are copied forward (garbage collection).
+    pub relocate: &'a BTreeSet<u64>,
+    /// The segments pointers of the input may name.
+    pub sources: &'a SegmentMap,
+    /// Paces values copied forward (background garbage collection).
+    pub gc_pacer: Option<&'a crate::rate_limit::RateLimiter>,
+}
+
+/// What [`build_tables`] wrote.
+pub(crate) struct BuildOutput {
+    /// The tables, open.
+    pub tables: Vec<Arc<TableHandle>>,
+    /// The value-log segments, open.
+    pub segments: Vec<Arc<SegmentHandle>>,
+    /// Bytes written to the value log.
+    pub value_log_bytes: u64,
+    /// Bytes of records copied forward from collected segments.
+    pub relocated_bytes: u64,
+}
+
+impl BuildOutput {
+    /// Bytes written: tables and value log.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.meta.size).sum::<u64>() + self.value_log_bytes
+    }
+
+    /// Deletes every file of an output that will never be installed.
+    pub(crate) fn discard(&self) {
+        discard(&self.tables);
+        for s in &self.segments {
+            s.mark_obsolete();
+        }
+    }
 }
 
 /// Writes the entries `it` yields (filtered) into tables as `spec` says, split on
-/// user-key boundaries, fsynced with their directory entries, and opens them.
+/// user-key boundaries, with values of at least the keyspace's `value_threshold` (and
+/// values in `spec.relocate`'s segments) written to new value-log segments; fsyncs
+/// segments, tables and their directory entries, and opens them.
 pub(crate) fn build_tables(
     inner: &DbInner,
     ks: &KeyspaceInner,
     it: &mut dyn InternalIterator,
     filter: &mut VersionFilter<'_>,
-    spec: &OutputSpec,
-) -> Result<Vec<Arc<TableHandle>>> {
+    spec: &OutputSpec<'_>,
+) -> Result<BuildOutput> {
     let (level, target) = (spec.level, spec.target);
     let pace = |bytes: u64| {
         if spec.rate_limited {
@@ -329,7 +391,9 @@ pub(crate) fn build_tables(
             inner.rate_limiter.charge(bytes);
         }
     };
-    let mut finished: Vec<(TableId, PathBuf)> = Vec::new();
+    let mut separator = ValueSeparator::new(inner, ks.id, &ks.options, spec.relocate, spec.sources)
+        .paced(spec.gc_pacer);
+    let mut finished: Vec<(TableId, PathBuf, Vec<ValueRef>)> = Vec::new();
     // Every file created, finished or not, so a failure leaves none behind.
     let mut created: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
@@ -354,7 +418,7 @@ pub(crate) fn build_tables(
                         pace(b.estimated_size().saturating_sub(paced));
                         paced = 0;
                         b.finish()?;
-                        finished.push((id, path));
+                        finished.push((id, path, separator.take_table_refs()));
                     }
                 }
                 if current.is_none() {
@@ -365,22 +429,28 @@ pub(crate) fn build_tables(
                     current = Some((TableBuilder::new(file, build_options(ks))?, id, path));
                 }
                 if let Some((b, _, _)) = current.as_mut() {
-                    match verdict {
-                        Verdict::Tombstone => {
-                            let p = parse_internal_key(key).ok_or_else(|| {
-                                Error::corruption("(compaction input)", 0, "malformed internal key")
-                            })?;
-                            rewritten_key.clear();
-                            push_internal_key(
-                                &mut rewritten_key,
-                                p.user_key,
-                                p.seq,
-                                ValueKind::Delete,
-                            );
-                            b.add(&rewritten_key, &[])?;
-                        }
-                        Verdict::Value(v) => b.add(key, &v)?,
-                        Verdict::Keep | Verdict::Skip => b.add(key, &value)?,
+                    let p = parse_internal_key(key).ok_or_else(|| {
+                        Error::corruption("(compaction input)", 0, "malformed internal key")
+                    })?;
+                    let (kind, stored): (ValueKind, &[u8]) = match &verdict {
+                        Verdict::Tombstone => (ValueKind::Delete, &[]),
+                        // A changed value is a plain value again.
+                        Verdict::Value(v) => (ValueKind::Put, v),
+                        Verdict::Keep | Verdict::Skip => (p.kind, &value),
+                    };
+                    let pointer = separator.place(key, kind, p.seq, stored)?;
+                    let kind = if pointer.is_some() {
+                        ValueKind::Pointer
+                    } else {
+                        kind
+                    };
+                    let stored = pointer.as_ref().map_or(stored, |ptr| &ptr[..]);
+                    if kind == p.kind {
+                        b.add(key, stored)?;
+                    } else {
+                        rewritten_key.clear();
+                        push_internal_key(&mut rewritten_key, p.user_key, p.seq, kind);
+                        b.add(&rewritten_key, stored)?;
                     }
                     let size = b.estimated_size();
                     if size >= paced + 64 * 1024 {
@@ -396,17 +466,24 @@ pub(crate) fn build_tables(
         if let Some((b, id, path)) = current.take() {
             pace(b.estimated_size().saturating_sub(paced));
             b.finish()?;
-            finished.push((id, path));
+            finished.push((id, path, separator.take_table_refs()));
         }
         Ok(())
     })();
-    let opened = result.and_then(|()| {
-        if !finished.is_empty() {
+    // Segments are synced before anything names them.
+    let refs: Vec<Vec<ValueRef>> = finished.iter().map(|(_, _, r)| r.clone()).collect();
+    let segment_metas = result.and_then(|()| separator.finish(&refs));
+    let opened = segment_metas.and_then(|metas| {
+        if !finished.is_empty() || !metas.is_empty() {
             inner.fs.sync_dir(&inner.path)?;
         }
-        finished
+        let segments = metas
+            .into_iter()
+            .map(|m| SegmentHandle::open(&inner.fs, &inner.path, m).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let tables = finished
             .iter()
-            .map(|(id, path)| {
+            .map(|(id, path, value_refs)| {
                 let table = Table::open(
                     inner.fs.open(path)?,
                     *id,
@@ -425,6 +502,7 @@ pub(crate) fn build_tables(
                     entries: props.entries,
                     deletions: props.deletions,
                     run: spec.run.unwrap_or(id.0),
+                    value_refs: value_refs.clone(),
                 };
                 Ok(Arc::new(TableHandle::new(
                     meta,
@@ -433,13 +511,20 @@ pub(crate) fn build_tables(
                     path.clone(),
                 )))
             })
-            .collect::<Result<Vec<_>>>()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BuildOutput {
+            tables,
+            segments,
+            value_log_bytes: separator.written_bytes,
+            relocated_bytes: separator.relocated_bytes,
+        })
     });
     if opened.is_err() {
         // Not in the manifest: remove what was written (open would remove it anyway).
         for path in &created {
             let _ = inner.fs.remove(path);
         }
+        separator.discard();
     }
     opened
 }
@@ -476,7 +561,9 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
     // Every write the memtable owns must be in it before it is read.
     inner.publisher.wait_visible(sealed.end.prev());
     let pinned = inner.snapshots.pinned();
-    let handles = if !sealed.memtable.is_empty() {
+    let no_relocation = BTreeSet::new();
+    let no_sources = SegmentMap::new();
+    let output = if !sealed.memtable.is_empty() {
         let mut filter = VersionFilter::new(&pinned, false, &[], None);
         let mut it = sealed.memtable.iter();
         let spec = OutputSpec {
@@ -484,22 +571,34 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
             run: None,
             target: None,
             rate_limited: false,
+            relocate: &no_relocation,
+            sources: &no_sources,
+            gc_pacer: None,
         };
-        build_tables(inner, ks, &mut it, &mut filter, &spec)?
+        Some(build_tables(inner, ks, &mut it, &mut filter, &spec)?)
     } else {
-        Vec::new()
+        None
     };
+    let discard_output = || {
+        if let Some(o) = &output {
+            o.discard();
+        }
+    };
+    let handles: Vec<Arc<TableHandle>> = output.as_ref().map_or(Vec::new(), |o| o.tables.clone());
+    let segments: Vec<Arc<SegmentHandle>> =
+        output.as_ref().map_or(Vec::new(), |o| o.segments.clone());
     let tombstones = sealed.memtable.prefix_tombstones();
     // Every write below the boundary, in any keyspace, must be durable before this
     // keyspace's part of them is: otherwise a power loss could keep these tables but
     // lose earlier Buffered writes of another keyspace, and what survives would not
     // be a prefix of the log.
-    inner.wal.sync()?;
+    inner.wal.sync().inspect_err(|_| discard_output())?;
     let visible = inner.publisher.visible();
     let mut edit = VersionEdit {
         next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
         last_seq: Some(visible.max(sealed.end.prev())),
         added_tables: handles.iter().map(|h| (ks.id, h.meta.clone())).collect(),
+        added_segments: segments.iter().map(|s| (ks.id, s.meta)).collect(),
         flushed_seqs: vec![(ks.id, sealed.end.prev())],
         added_prefix_tombstones: tombstones
             .iter()
@@ -518,7 +617,7 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
     {
         let mut meta = inner.meta.lock();
         if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
-            discard(&handles);
+            discard_output();
             return Ok(false);
         }
         // Idle keyspaces dropped since they were listed are no longer in the state.
@@ -526,9 +625,16 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
             .retain(|(id, _)| meta.state.keyspaces.contains_key(id));
         inner
             .commit_edit(&mut meta, &edit, false)
-            .inspect_err(|_| discard(&handles))?;
+            .inspect_err(|_| discard_output())?;
         let mut view = ks.view.write();
         let mut version: Version = view.version.apply(&[], &handles);
+        if !segments.is_empty() {
+            version.segments = Arc::new(crate::value_log::with_segments(
+                &view.version.segments,
+                &segments,
+                &[],
+            ));
+        }
         if !tombstones.is_empty() {
             let mut all = view.version.prefix_tombstones.as_ref().clone();
             all.extend(tombstones);
@@ -547,7 +653,7 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
         });
     }
     refresh_pressure(ks);
-    let bytes: u64 = handles.iter().map(|h| h.meta.size).sum();
+    let bytes: u64 = output.as_ref().map_or(0, BuildOutput::bytes);
     ks.counters.flushes.fetch_add(1, Ordering::Relaxed);
     ks.counters.flush_bytes.fetch_add(bytes, Ordering::Relaxed);
     inner.release_wal()?;

@@ -20,6 +20,7 @@
 //! only changes under the running compaction or by flushes adding newer level-0 runs),
 //! but a long merge deep in the tree delays the next level-0 merge of the same keyspace.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,8 @@ use strata_compaction::{
 use strata_wal::SeqNo;
 
 use crate::background::{
-    build_tables, discard, notify_progress, poison_on_error, take_flag, OutputSpec, VersionFilter,
+    build_tables, notify_progress, poison_on_error, take_flag, BuildOutput, OutputSpec,
+    VersionFilter,
 };
 use crate::db::{DbInner, KeyspaceCounters, KeyspaceInner, View};
 use crate::error::{Error, Result};
@@ -41,6 +43,7 @@ use crate::iter::InternalIterator;
 use crate::manifest::VersionEdit;
 use crate::merge::MergingIterator;
 use crate::options::{CompactionStyle, KeyspaceOptions};
+use crate::value_log::GcReport;
 use crate::version::{TableHandle, Version, NUM_LEVELS};
 
 /// How often the workload mix is sampled for the policy.
@@ -238,6 +241,10 @@ struct Task {
     /// The run the output joins or forms.
     run: u64,
     bottommost: bool,
+    /// Value-log segments whose values the output copies forward.
+    relocate: BTreeSet<u64>,
+    /// Whether copying is paced by `vlog_gc_bytes_per_sec` (background collection).
+    paced_gc: bool,
 }
 
 /// Runs one step of `ks`'s policy if one is due. Returns whether one ran.
@@ -257,7 +264,7 @@ pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
         refresh_pressure(ks);
         return Ok(false);
     }
-    let result = resolve(inner, &tree, &view.version, &decision)
+    let result = resolve(inner, &ks.options, &tree, &view.version, &decision)
         .and_then(|task| run_task(inner, ks, &view.version, task));
     let installed = poison_on_error(inner, ks, result)?;
     refresh_pressure(ks);
@@ -270,6 +277,7 @@ pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<b
 /// Checks `decision` against `tree` and resolves it to the tables of `version`.
 fn resolve(
     inner: &DbInner,
+    ks_options: &KeyspaceOptions,
     tree: &TreeDesc,
     version: &Version,
     decision: &Decision,
@@ -296,6 +304,8 @@ fn resolve(
             output_level: m.to_level,
             run: run_for(inner, version, m.to_level, m.placement)?,
             bottommost: false,
+            relocate: BTreeSet::new(),
+            paced_gc: false,
         }),
         Decision::Merge(m) => Ok(Task {
             kind: TaskKind::Merge,
@@ -303,6 +313,14 @@ fn resolve(
             output_level: m.output_level,
             run: run_for(inner, version, m.output_level, m.placement)?,
             bottommost: m.bottommost,
+            // Values in segments due for collection move while the merge rewrites
+            // their pointers anyway.
+            relocate: crate::value_log::plan_gc(
+                &crate::value_log::usage(version),
+                ks_options,
+                None,
+            ),
+            paced_gc: false,
         }),
         Decision::DropTables(refs) => Ok(Task {
             kind: TaskKind::Drop,
@@ -310,6 +328,8 @@ fn resolve(
             output_level: 0,
             run: 0,
             bottommost: false,
+            relocate: BTreeSet::new(),
+            paced_gc: false,
         }),
         _ => Err(Error::Internal(format!(
             "the compaction policy proposed a step the engine cannot run: {decision}"
@@ -358,23 +378,33 @@ fn run_task(
 ) -> Result<bool> {
     let level = Level(task.output_level as u8);
     let mut filtered = 0;
-    let outputs: Vec<Arc<TableHandle>> = match task.kind {
-        TaskKind::Move => task
-            .inputs
-            .iter()
-            .map(|t| {
-                let mut meta = t.meta.clone();
-                meta.level = level;
-                meta.run = task.run;
-                Arc::new(TableHandle::new(
-                    meta,
-                    Arc::clone(&t.table),
-                    Arc::clone(&inner.fs),
-                    inner.path.join(crate::db::table_file_name(t.id())),
-                ))
-            })
-            .collect(),
-        TaskKind::Drop => Vec::new(),
+    let output: BuildOutput = match task.kind {
+        TaskKind::Move => BuildOutput {
+            tables: task
+                .inputs
+                .iter()
+                .map(|t| {
+                    let mut meta = t.meta.clone();
+                    meta.level = level;
+                    meta.run = task.run;
+                    Arc::new(TableHandle::new(
+                        meta,
+                        Arc::clone(&t.table),
+                        Arc::clone(&inner.fs),
+                        inner.path.join(crate::db::table_file_name(t.id())),
+                    ))
+                })
+                .collect(),
+            segments: Vec::new(),
+            value_log_bytes: 0,
+            relocated_bytes: 0,
+        },
+        TaskKind::Drop => BuildOutput {
+            tables: Vec::new(),
+            segments: Vec::new(),
+            value_log_bytes: 0,
+            relocated_bytes: 0,
+        },
         TaskKind::Merge => {
             let pinned = inner.snapshots.pinned();
             let tombstones = version.prefix_tombstones.as_ref().clone();
@@ -384,7 +414,8 @@ fn run_task(
                 task.bottommost,
                 &tombstones,
                 user_filter.as_deref(),
-            );
+            )
+            .with_segments(&version.segments);
             let children: Vec<Box<dyn InternalIterator>> = task
                 .inputs
                 .iter()
@@ -396,18 +427,30 @@ fn run_task(
                 run: Some(task.run),
                 target: Some(ks.options.target_table_bytes),
                 rate_limited: true,
+                relocate: &task.relocate,
+                sources: &version.segments,
+                gc_pacer: if task.paced_gc {
+                    ks.gc_pacer.as_ref()
+                } else {
+                    None
+                },
             };
             let built = build_tables(inner, ks, &mut merged, &mut filter, &spec)?;
             filtered = filter.filtered;
             built
         }
     };
-    if !install(inner, ks, &task, &outputs)? {
+    if !install(inner, ks, &task, &output)? {
         return Ok(false);
     }
     ks.counters.filtered.fetch_add(filtered, Ordering::Relaxed);
-    let read: u64 = task.inputs.iter().map(|t| t.meta.size).sum();
-    let written: u64 = outputs.iter().map(|t| t.meta.size).sum();
+    let read: u64 = task.inputs.iter().map(|t| t.meta.size).sum::<u64>() + output.relocated_bytes;
+    let written: u64 = output.bytes();
+    if output.relocated_bytes > 0 {
+        ks.counters
+            .gc_relocated_bytes
+            .fetch_add(output.relocated_bytes, Ordering::Relaxed);
+    }
     let c = &ks.counters;
     match task.kind {
         TaskKind::Move => {
@@ -434,8 +477,9 @@ fn install(
     inner: &DbInner,
     ks: &Arc<KeyspaceInner>,
     task: &Task,
-    outputs: &[Arc<TableHandle>],
+    output: &BuildOutput,
 ) -> Result<bool> {
+    let outputs = &output.tables;
     let is_move = task.kind == TaskKind::Move;
     let removed: Vec<(KeyspaceId, Level, TableId)> = task
         .inputs
@@ -449,7 +493,7 @@ fn install(
         // its input's, and stays.
         let discard_outputs = || {
             if !is_move {
-                discard(outputs);
+                output.discard();
             }
         };
         if ks.dropped.load(Ordering::SeqCst) || inner.is_closed() {
@@ -461,6 +505,24 @@ fn install(
         // not blocked while the manifest is fsynced.
         let current = ks.view().version.clone();
         let mut new_version = current.apply(&removed_ids, outputs);
+        // Segments no table points into any more go in the same edit; their files
+        // go when the last reader's version lets go of them.
+        let with_new = crate::value_log::with_segments(&current.segments, &output.segments, &[]);
+        new_version.segments = Arc::new(with_new);
+        let unreferenced: Vec<u64> = crate::value_log::usage(&new_version)
+            .iter()
+            .filter(|u| u.live_bytes == 0)
+            .map(|u| u.id)
+            .collect();
+        let dead_segments: Vec<Arc<crate::value_log::SegmentHandle>> = unreferenced
+            .iter()
+            .filter_map(|id| new_version.segments.get(id).cloned())
+            .collect();
+        new_version.segments = Arc::new(crate::value_log::with_segments(
+            &new_version.segments,
+            &[],
+            &unreferenced,
+        ));
         // Prefix tombstones no table can still need: nothing older than them overlaps.
         let oldest_reader = inner.snapshots.oldest().unwrap_or(SeqNo::MAX);
         let (done, keep): (Vec<_>, Vec<_>) = new_version
@@ -478,11 +540,13 @@ fn install(
             added_tables: outputs.iter().map(|h| (ks.id, h.meta.clone())).collect(),
             removed_tables: removed,
             removed_prefix_tombstones: done.iter().map(|(p, s)| (ks.id, p.clone(), *s)).collect(),
+            added_segments: output.segments.iter().map(|s| (ks.id, s.meta)).collect(),
+            removed_segments: unreferenced.iter().map(|id| (ks.id, *id)).collect(),
             ..VersionEdit::default()
         };
         // Inputs are deleted below: the edit must be beyond doubt first (marked).
         inner
-            .commit_edit(&mut meta, &edit, !is_move)
+            .commit_edit(&mut meta, &edit, !is_move || !unreferenced.is_empty())
             .inspect_err(|_| discard_outputs())?;
         new_version.prefix_tombstones = Arc::new(keep);
         let mut view = ks.view.write();
@@ -492,6 +556,9 @@ fn install(
             sealed: view.sealed.clone(),
             version: Arc::new(new_version),
         });
+        for s in &dead_segments {
+            s.mark_obsolete();
+        }
     }
     if !is_move {
         for t in &task.inputs {
@@ -527,7 +594,7 @@ pub(crate) fn compact_range(
     let version = &view.version;
     let tree = tree_desc(version);
     let result = match manual_merge(&tree, start, end) {
-        Some(decision) => resolve(inner, &tree, version, &decision)
+        Some(decision) => resolve(inner, &ks.options, &tree, version, &decision)
             .and_then(|task| run_task(inner, ks, version, task))
             .map(|_| ()),
         None => Ok(()),
@@ -615,4 +682,155 @@ fn manual_merge(tree: &TreeDesc, start: Option<&[u8]>, end: Option<&[u8]>) -> Op
 pub(crate) fn compaction_due(ks: &KeyspaceInner) -> bool {
     let tree = tree_desc(&ks.view().version);
     ks.policy.lock().policy.decide(&tree) != Decision::Nothing
+}
+
+/// One round of value-log garbage collection for `ks`, under its compaction flag:
+/// plans which segments to collect (`value_log::plan_gc`), rewrites every table
+/// pointing into them in place (same level, same run, every version kept) with their
+/// values copied to a new segment, and lets `install` remove the segments nothing
+/// points into any more. `paced`: background collection, held to
+/// `vlog_gc_bytes_per_sec`. Returns the segments removed, or `None` when nothing was
+/// due (or the keyspace went away).
+fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Option<u64>> {
+    let view = ks.view();
+    let version = &view.version;
+    if version.segments.is_empty() {
+        return Ok(None);
+    }
+    let budget = if paced {
+        ks.options.vlog_gc_bytes_per_sec
+    } else {
+        None
+    };
+    let chosen = crate::value_log::plan_gc(&crate::value_log::usage(version), &ks.options, budget);
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let before = version.segments.len() as u64;
+    let tables: Vec<Arc<TableHandle>> = version
+        .all_tables()
+        .filter(|t| {
+            t.meta
+                .value_refs
+                .iter()
+                .any(|r| chosen.contains(&r.segment))
+        })
+        .cloned()
+        .collect();
+    drop(view);
+    let step = |task: Task| -> Result<bool> {
+        let version = Arc::clone(&ks.view().version);
+        run_task(inner, ks, &version, task)
+    };
+    if tables.is_empty() {
+        // Only segments nothing points into: an edit that removes them.
+        let task = Task {
+            kind: TaskKind::Drop,
+            inputs: Vec::new(),
+            output_level: 0,
+            run: 0,
+            bottommost: false,
+            relocate: BTreeSet::new(),
+            paced_gc: false,
+        };
+        if !step(task)? {
+            return Ok(None);
+        }
+    }
+    for t in tables {
+        let task = Task {
+            kind: TaskKind::Merge,
+            output_level: usize::from(t.meta.level.0),
+            run: t.meta.run,
+            inputs: vec![t],
+            bottommost: false,
+            relocate: chosen.clone(),
+            paced_gc: paced,
+        };
+        if !step(task)? || inner.is_closed() {
+            return Ok(None);
+        }
+    }
+    ks.counters.gc_runs.fetch_add(1, Ordering::Relaxed);
+    let after = ks.view().version.segments.len() as u64;
+    Ok(Some(before.saturating_sub(after)))
+}
+
+/// Background garbage collection: rounds until nothing is due. Runs after the
+/// keyspace's compactions, under the same flag.
+pub(crate) fn gc_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
+    let Some(_flag) = take_flag(ks, false) else {
+        return Ok(false);
+    };
+    let mut any = false;
+    while !inner.is_closed() && !ks.dropped.load(Ordering::SeqCst) {
+        let round = poison_on_error(inner, ks, gc_round(inner, ks, true))?;
+        if round.is_none() {
+            break;
+        }
+        any = true;
+        notify_progress(inner);
+    }
+    Ok(any)
+}
+
+/// `Db::gc_value_log`: first compacts the whole tree when pointers sit in more than
+/// one sorted run (so versions nobody can read any more are dropped and their values
+/// counted as garbage), then collects, unpaced, until every segment is below
+/// `vlog_gc_garbage_ratio` and the keyspace within `max_space_amplification`.
+pub(crate) fn gc_value_log(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<GcReport> {
+    let file_bytes = |ks: &KeyspaceInner| -> u64 {
+        ks.view()
+            .version
+            .segments
+            .values()
+            .map(|s| s.meta.file_bytes)
+            .sum()
+    };
+    let before = file_bytes(ks);
+    let runs_with_pointers = ks
+        .view()
+        .version
+        .levels
+        .iter()
+        .flatten()
+        .filter(|run| run.tables.iter().any(|t| !t.meta.value_refs.is_empty()))
+        .count();
+    if runs_with_pointers > 1 {
+        compact_range(inner, ks, None, None)?;
+    }
+    let flag = loop {
+        inner.check_writable()?;
+        if ks.dropped.load(Ordering::SeqCst) {
+            return Err(Error::UnknownKeyspace(ks.name.clone()));
+        }
+        if let Some(flag) = take_flag(ks, false) {
+            break flag;
+        }
+        let (lock, cond) = &inner.progress;
+        let mut g = lock.lock();
+        cond.wait_for(&mut g, Duration::from_millis(20));
+    };
+    let relocated_before = ks.counters.gc_relocated_bytes.load(Ordering::Relaxed);
+    let mut report = GcReport::default();
+    let result = (|| -> Result<()> {
+        while let Some(removed) = gc_round(inner, ks, false)? {
+            report.segments_removed += removed;
+        }
+        Ok(())
+    })();
+    let result = poison_on_error(inner, ks, result);
+    drop(flag);
+    notify_progress(inner);
+    result?;
+    if ks.dropped.load(Ordering::SeqCst) {
+        return Err(Error::UnknownKeyspace(ks.name.clone()));
+    }
+    if inner.is_closed() {
+        return Err(Error::Closed);
+    }
+    report.relocated_bytes =
+        ks.counters.gc_relocated_bytes.load(Ordering::Relaxed) - relocated_before;
+    report.reclaimed_bytes = before.saturating_sub(file_bytes(ks));
+    Ok(report)
 }

@@ -58,6 +58,15 @@ pub fn table_file_name(id: TableId) -> String {
     format!("{:06}.sst", id.0)
 }
 
+/// The id of a value-log segment file name (`{id:06}.vlog`).
+fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".vlog")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn parse_table_file_name(name: &str) -> Option<TableId> {
     let digits = name.strip_suffix(".sst")?;
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
@@ -241,6 +250,11 @@ pub(crate) struct KeyspaceCounters {
     pub dropped_tables: AtomicU64,
     /// Values the user compaction filter dropped or changed.
     pub filtered: AtomicU64,
+    /// Garbage-collection rounds of the value log.
+    pub gc_runs: AtomicU64,
+    /// Bytes of value-log records copied forward (by collection or by merges passing
+    /// through segments due for it).
+    pub gc_relocated_bytes: AtomicU64,
 }
 
 impl KeyspaceCounters {
@@ -274,6 +288,8 @@ pub(crate) struct KeyspaceInner {
     pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
     /// When the next slowed write may start (see `DbInner::slow_down`).
     pub slowdown_next: Mutex<std::time::Instant>,
+    /// Paces background value-log collection (`vlog_gc_bytes_per_sec`).
+    pub gc_pacer: Option<crate::rate_limit::RateLimiter>,
 }
 
 impl KeyspaceInner {
@@ -285,6 +301,9 @@ impl KeyspaceInner {
         first: SeqNo,
     ) -> Result<Self> {
         let policy = crate::compaction::make_policy(&options)?;
+        let gc_pacer = options
+            .vlog_gc_bytes_per_sec
+            .map(crate::rate_limit::RateLimiter::new);
         let ks = KeyspaceInner {
             id,
             name,
@@ -303,6 +322,7 @@ impl KeyspaceInner {
             pressure: Pressure::default(),
             filter: RwLock::new(None),
             slowdown_next: Mutex::new(std::time::Instant::now()),
+            gc_pacer,
         };
         crate::compaction::refresh_pressure(&ks);
         Ok(ks)
@@ -763,13 +783,18 @@ impl Db {
     /// [`Error::InvalidArgument`] for a keyspace of another database; I/O errors from
     /// the flush; [`Error::Closed`].
     pub fn flush_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        self.check_own(keyspace)?;
+        keyspace.flush()
+    }
+
+    fn check_own(&self, keyspace: &Keyspace) -> Result<()> {
         if keyspace.instance() != self.inner().instance {
             return Err(Error::InvalidArgument(format!(
                 "keyspace {:?} belongs to another database",
                 keyspace.name()
             )));
         }
-        keyspace.flush()
+        Ok(())
     }
 
     /// Runs every due flush and compaction to completion (in the calling thread when
@@ -812,6 +837,22 @@ impl Db {
     /// The fsync's error (which poisons the database).
     pub fn sync_wal(&self) -> Result<()> {
         self.inner().wal.sync().map_err(Error::from)
+    }
+
+    /// Collects `keyspace`'s value-log garbage now, unpaced: compacts the keyspace's
+    /// tree when pointers sit in more than one sorted run (so values only old,
+    /// unreadable versions pointed at count as garbage), then copies the live values
+    /// of every segment at or past `vlog_gc_garbage_ratio` forward, and more while
+    /// the value log is above `max_space_amplification`, and deletes the segments
+    /// emptied once no reader holds them. Background collection does the same work
+    /// (without the compaction) after compactions, paced by `vlog_gc_bytes_per_sec`.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::UnknownKeyspace`], I/O or corruption errors
+    /// (which poison the database).
+    pub fn gc_value_log(&self, keyspace: &Keyspace) -> Result<crate::GcReport> {
+        self.check_own(keyspace)?;
+        crate::compaction::gc_value_log(self.inner(), &keyspace.ks)
     }
 
     /// Statistics for tuning; see [`crate::Stats`].
@@ -864,7 +905,10 @@ impl DbInner {
             let (state, _) = read_manifest(fs.as_ref(), &manifest_path, number)?;
             (state, Some(number))
         } else {
-            if names.iter().any(|n| parse_table_file_name(n).is_some()) {
+            if names
+                .iter()
+                .any(|n| parse_table_file_name(n).is_some() || parse_segment_file_name(n).is_some())
+            {
                 return Err(Error::corruption(
                     &current_path,
                     0,
@@ -898,6 +942,7 @@ impl DbInner {
         // Open every table the manifest lists.
         let mut keyspaces = Vec::new();
         let mut live_tables = std::collections::HashSet::new();
+        let mut live_segments = std::collections::HashSet::new();
         for (id, ks_state) in &state.keyspaces {
             let record = ks_state.record.as_ref().ok_or_else(|| {
                 Error::corruption(
@@ -933,8 +978,15 @@ impl DbInner {
                     table_path,
                 )));
             }
+            let mut segments = crate::value_log::SegmentMap::new();
+            for meta in ks_state.segments.values() {
+                let segment = crate::value_log::SegmentHandle::open(&fs, path, *meta)?;
+                live_segments.insert(meta.id);
+                segments.insert(meta.id, Arc::new(segment));
+            }
             let mut version = Version::empty().apply(&[], &handles);
             version.prefix_tombstones = Arc::new(ks_state.prefix_tombstones.clone());
+            version.segments = Arc::new(segments);
             keyspaces.push(Arc::new(KeyspaceInner::new(
                 *id,
                 record.name.clone(),
@@ -946,9 +998,10 @@ impl DbInner {
         // Remove files the manifest does not know: tables of unfinished flushes or
         // compactions, old manifests, a half-written CURRENT.tmp.
         for name in &names {
-            let orphan = match parse_table_file_name(name) {
-                Some(id) => !live_tables.contains(&id),
-                None => {
+            let orphan = match (parse_table_file_name(name), parse_segment_file_name(name)) {
+                (Some(id), _) => !live_tables.contains(&id),
+                (None, Some(id)) => !live_segments.contains(&id),
+                (None, None) => {
                     (name.starts_with("MANIFEST-")
                         && Some(name.as_str())
                             != previous_manifest.map(manifest_file_name).as_deref())
@@ -1227,9 +1280,13 @@ impl DbInner {
             catalog.by_name.remove(name);
             catalog.by_id.remove(&ks.id);
         }
-        // Its tables go when the last reader lets go of them.
-        for t in ks.view().version.all_tables() {
+        // Its tables and value-log segments go when the last reader lets go of them.
+        let view = ks.view();
+        for t in view.version.all_tables() {
             t.mark_obsolete();
+        }
+        for s in view.version.segments.values() {
+            s.mark_obsolete();
         }
         drop(meta);
         self.release_wal()
@@ -1737,7 +1794,7 @@ impl DbInner {
         let Some((seq, kind, value)) = found else {
             return Ok(None);
         };
-        if kind == ValueKind::Delete {
+        if !kind.is_value() {
             return Ok(None);
         }
         let tombstones_exist = !view.version.prefix_tombstones.is_empty()
@@ -1746,6 +1803,9 @@ impl DbInner {
             && covered_by_prefix_tombstone(&view.prefix_tombstones(), key, seq, snapshot)
         {
             return Ok(None);
+        }
+        if kind == ValueKind::Pointer {
+            return crate::value_log::resolve(&view.version.segments, key, seq, &value).map(Some);
         }
         Ok(Some(value))
     }

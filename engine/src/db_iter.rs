@@ -37,7 +37,7 @@ pub struct Cursor {
     value: Bytes,
     valid: bool,
     direction: Direction,
-    _version: Arc<Version>,
+    version: Arc<Version>,
     _guard: Option<SnapshotGuard>,
 }
 
@@ -64,7 +64,7 @@ impl Cursor {
             value: Bytes::new(),
             valid: false,
             direction: Direction::Forward,
-            _version: version,
+            version,
             _guard: guard,
         }
     }
@@ -195,6 +195,12 @@ impl Cursor {
         self.find_prev()
     }
 
+    /// The separated value the current key's pointer (in `self.value`, written at
+    /// `seq`) names, read from the value log of the version this cursor holds.
+    fn resolve(&self, seq: SeqNo) -> Result<Bytes> {
+        crate::value_log::resolve(&self.version.segments, &self.key, seq, &self.value)
+    }
+
     fn corrupt(&self) -> Error {
         Error::corruption(
             "(internal iterator)",
@@ -238,6 +244,9 @@ impl Cursor {
             self.key.clear();
             self.key.extend_from_slice(parsed.user_key);
             self.value = self.inner.value();
+            if parsed.kind == ValueKind::Pointer {
+                self.value = self.resolve(parsed.seq)?;
+            }
             self.valid = true;
             return Ok(());
         }
@@ -251,6 +260,8 @@ impl Cursor {
         let mut have_value = false;
         let mut saved_key: Vec<u8> = Vec::new();
         let mut saved_value = Bytes::new();
+        // The saved version's sequence number when its value is a pointer.
+        let mut saved_pointer: Option<SeqNo> = None;
         while self.inner.valid() {
             let parsed = parse_internal_key(self.inner.key()).ok_or_else(|| self.corrupt())?;
             if let Some(lower) = &self.lower {
@@ -270,6 +281,7 @@ impl Cursor {
                     saved_key.clear();
                     saved_key.extend_from_slice(parsed.user_key);
                     saved_value = self.inner.value();
+                    saved_pointer = (parsed.kind == ValueKind::Pointer).then_some(parsed.seq);
                 }
             }
             self.inner.prev()?;
@@ -277,6 +289,9 @@ impl Cursor {
         if have_value {
             self.key = saved_key;
             self.value = saved_value;
+            if let Some(seq) = saved_pointer {
+                self.value = self.resolve(seq)?;
+            }
             self.valid = true;
         }
         Ok(())

@@ -26,6 +26,10 @@ pub enum ValueKind {
     Put = 1,
     /// A point tombstone.
     Delete = 2,
+    /// A value kept in the value log: the entry's value is an encoded
+    /// `strata_vlog::ValuePointer` (key-value separation, see `value_log.rs`).
+    /// Only tables hold these; memtables always hold values inline.
+    Pointer = 3,
 }
 
 impl ValueKind {
@@ -34,8 +38,14 @@ impl ValueKind {
         match v {
             1 => Some(ValueKind::Put),
             2 => Some(ValueKind::Delete),
+            3 => Some(ValueKind::Pointer),
             _ => None,
         }
+    }
+
+    /// Whether the version holds a value (inline or in the value log).
+    pub fn is_value(self) -> bool {
+        matches!(self, ValueKind::Put | ValueKind::Pointer)
     }
 }
 

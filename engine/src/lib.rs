@@ -29,7 +29,8 @@
 //!
 //! Module map: `memtable`, `table` (sorted tables), `cache` (block cache), `manifest`
 //! and `version` (what tables exist), `db` (open, recovery, read and write paths),
-//! `background` (flush and compaction), `db_iter` (user iterators), `stats`.
+//! `background` (flush and compaction), `value_log` (key-value separation and its
+//! garbage collection), `db_iter` (user iterators), `stats`.
 
 mod background;
 pub mod batch;
@@ -52,6 +53,7 @@ mod rate_limit;
 pub mod snapshot;
 pub mod stats;
 pub mod table;
+pub mod value_log;
 pub mod version;
 
 pub use batch::WriteBatch;
@@ -63,8 +65,9 @@ pub use error::{Error, Result};
 pub use options::{
     CompactionStyle, Compression, Durability, KeyspaceOptions, Options, WriteOptions,
 };
-pub use stats::{KeyspaceStats, LevelStats, Stats};
+pub use stats::{KeyspaceStats, LevelStats, SegmentStats, Stats};
 pub use strata_wal::{FaultFs, Fs, RecoveryMode, SeqNo, StdFs};
+pub use value_log::GcReport;
 
 /// The README's quick start, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

@@ -62,6 +62,34 @@ pub struct TableMeta {
     /// newest first, and a newer run has a larger id (ids come from the file-number
     /// counter). A level-0 table is a run of its own, with its table id.
     pub run: u64,
+    /// The value-log records the table's pointers name, per segment (ascending ids).
+    /// A segment's bytes no table names are its garbage.
+    pub value_refs: Vec<ValueRef>,
+}
+
+/// The value-log records one table points at in one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueRef {
+    /// The segment id.
+    pub segment: u64,
+    /// Bytes of the records named (whole records: header, key and stored value).
+    pub bytes: u64,
+    /// Number of records named.
+    pub records: u64,
+}
+
+/// A value-log segment as the manifest records it. Segments are written whole (by a
+/// flush, compaction or garbage collection) and never appended to once recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// The segment id (file `{id:06}.vlog`, from the file-number counter).
+    pub id: u64,
+    /// Length of the file, header included; all of it was fsynced before this record.
+    pub file_bytes: u64,
+    /// Bytes of its records (the file without its header).
+    pub record_bytes: u64,
+    /// Number of records.
+    pub records: u64,
 }
 
 /// A keyspace as recorded in the manifest.
@@ -98,6 +126,10 @@ pub struct VersionEdit {
     pub added_prefix_tombstones: Vec<(KeyspaceId, Vec<u8>, SeqNo)>,
     /// Prefix tombstones no longer needed.
     pub removed_prefix_tombstones: Vec<(KeyspaceId, Vec<u8>, SeqNo)>,
+    /// Value-log segments added.
+    pub added_segments: Vec<(KeyspaceId, SegmentMeta)>,
+    /// Value-log segments removed (no table points into them any more).
+    pub removed_segments: Vec<(KeyspaceId, u64)>,
 }
 
 /// Field tags of an encoded edit. Stored on disk: only ever added.
@@ -114,6 +146,10 @@ mod tag {
     pub const REMOVE_PREFIX_TOMBSTONE: u64 = 10;
     /// `ADD_TABLE` followed by the table's run id.
     pub const ADD_TABLE_IN_RUN: u64 = 11;
+    /// `ADD_TABLE_IN_RUN` followed by the table's value-log references.
+    pub const ADD_TABLE_WITH_VALUE_REFS: u64 = 12;
+    pub const ADD_VALUE_SEGMENT: u64 = 13;
+    pub const REMOVE_VALUE_SEGMENT: u64 = 14;
 }
 
 impl VersionEdit {
@@ -148,6 +184,15 @@ impl VersionEdit {
         for id in &self.dropped_keyspaces {
             field(tag::DROP_KEYSPACE, varint(u64::from(id.0)));
         }
+        for (ks, seg) in &self.added_segments {
+            let mut b = Vec::new();
+            put_varint(&mut b, u64::from(ks.0));
+            put_varint(&mut b, seg.id);
+            put_varint(&mut b, seg.file_bytes);
+            put_varint(&mut b, seg.record_bytes);
+            put_varint(&mut b, seg.records);
+            field(tag::ADD_VALUE_SEGMENT, b);
+        }
         for (ks, t) in &self.added_tables {
             let mut b = Vec::new();
             put_varint(&mut b, u64::from(ks.0));
@@ -161,7 +206,23 @@ impl VersionEdit {
             put_varint(&mut b, t.entries);
             put_varint(&mut b, t.deletions);
             put_varint(&mut b, t.run);
-            field(tag::ADD_TABLE_IN_RUN, b);
+            if t.value_refs.is_empty() {
+                field(tag::ADD_TABLE_IN_RUN, b);
+            } else {
+                put_varint(&mut b, t.value_refs.len() as u64);
+                for r in &t.value_refs {
+                    put_varint(&mut b, r.segment);
+                    put_varint(&mut b, r.bytes);
+                    put_varint(&mut b, r.records);
+                }
+                field(tag::ADD_TABLE_WITH_VALUE_REFS, b);
+            }
+        }
+        for (ks, id) in &self.removed_segments {
+            let mut b = Vec::new();
+            put_varint(&mut b, u64::from(ks.0));
+            put_varint(&mut b, *id);
+            field(tag::REMOVE_VALUE_SEGMENT, b);
         }
         for (ks, level, id) in &self.removed_tables {
             let mut b = Vec::new();
@@ -224,7 +285,7 @@ impl VersionEdit {
                 tag::DROP_KEYSPACE => edit
                     .dropped_keyspaces
                     .push(KeyspaceId(b.varint_u32().ok_or_else(bad)?)),
-                tag::ADD_TABLE | tag::ADD_TABLE_IN_RUN => {
+                tag::ADD_TABLE | tag::ADD_TABLE_IN_RUN | tag::ADD_TABLE_WITH_VALUE_REFS => {
                     let ks = KeyspaceId(b.varint_u32().ok_or_else(bad)?);
                     let level =
                         Level(u8::try_from(b.varint().ok_or_else(bad)?).map_err(|_| bad())?);
@@ -239,8 +300,9 @@ impl VersionEdit {
                         entries: b.varint().ok_or_else(bad)?,
                         deletions: b.varint().ok_or_else(bad)?,
                         run: 0,
+                        value_refs: Vec::new(),
                     };
-                    meta.run = if tag == tag::ADD_TABLE_IN_RUN {
+                    meta.run = if tag != tag::ADD_TABLE {
                         b.varint().ok_or_else(bad)?
                     } else if level.0 == 0 {
                         // Written before runs were recorded: level 0 held one run per
@@ -249,6 +311,32 @@ impl VersionEdit {
                     } else {
                         0
                     };
+                    if tag == tag::ADD_TABLE_WITH_VALUE_REFS {
+                        let n = b.varint().ok_or_else(bad)?;
+                        // Each reference takes at least three bytes: no count can
+                        // promise more than the field holds.
+                        if n > body.len() as u64 / 3 {
+                            return Err(bad());
+                        }
+                        for _ in 0..n {
+                            let r = ValueRef {
+                                segment: b.varint().ok_or_else(bad)?,
+                                bytes: b.varint().ok_or_else(bad)?,
+                                records: b.varint().ok_or_else(bad)?,
+                            };
+                            if meta
+                                .value_refs
+                                .last()
+                                .is_some_and(|l| l.segment >= r.segment)
+                            {
+                                return Err(format!(
+                                    "value-log references of table {} are not in ascending order",
+                                    meta.id
+                                ));
+                            }
+                            meta.value_refs.push(r);
+                        }
+                    }
                     edit.added_tables.push((ks, meta));
                 }
                 tag::REMOVE_TABLE => {
@@ -272,6 +360,21 @@ impl VersionEdit {
                     } else {
                         edit.removed_prefix_tombstones.push((ks, prefix, seq));
                     }
+                }
+                tag::ADD_VALUE_SEGMENT => {
+                    let ks = KeyspaceId(b.varint_u32().ok_or_else(bad)?);
+                    let seg = SegmentMeta {
+                        id: b.varint().ok_or_else(bad)?,
+                        file_bytes: b.varint().ok_or_else(bad)?,
+                        record_bytes: b.varint().ok_or_else(bad)?,
+                        records: b.varint().ok_or_else(bad)?,
+                    };
+                    edit.added_segments.push((ks, seg));
+                }
+                tag::REMOVE_VALUE_SEGMENT => {
+                    let ks = KeyspaceId(b.varint_u32().ok_or_else(bad)?);
+                    edit.removed_segments
+                        .push((ks, b.varint().ok_or_else(bad)?));
                 }
                 other => {
                     return Err(format!(
@@ -311,6 +414,8 @@ pub struct KeyspaceState {
     pub flushed_seq: SeqNo,
     /// Prefix tombstones held by the manifest.
     pub prefix_tombstones: Vec<(Vec<u8>, SeqNo)>,
+    /// Value-log segments by id.
+    pub segments: BTreeMap<u64, SegmentMeta>,
 }
 
 impl ManifestState {
@@ -347,6 +452,13 @@ impl ManifestState {
                 .remove(id)
                 .ok_or_else(|| format!("dropped keyspace {id} does not exist"))?;
         }
+        for (ks, seg) in &edit.added_segments {
+            self.next_file_number = self.next_file_number.max(seg.id.saturating_add(1));
+            let state = self.keyspace_mut(*ks)?;
+            if state.segments.insert(seg.id, *seg).is_some() {
+                return Err(format!("value-log segment {} added twice", seg.id));
+            }
+        }
         for (ks, level, id) in &edit.removed_tables {
             let state = self.keyspace_mut(*ks)?;
             match state.tables.remove(id) {
@@ -361,8 +473,34 @@ impl ManifestState {
         for (ks, meta) in &edit.added_tables {
             self.next_file_number = self.next_file_number.max(meta.id.0.saturating_add(1));
             let state = self.keyspace_mut(*ks)?;
+            if let Some(r) = meta
+                .value_refs
+                .iter()
+                .find(|r| !state.segments.contains_key(&r.segment))
+            {
+                return Err(format!(
+                    "table {} points into value-log segment {}, which does not exist",
+                    meta.id, r.segment
+                ));
+            }
             if state.tables.insert(meta.id, meta.clone()).is_some() {
                 return Err(format!("table {} added twice", meta.id));
+            }
+        }
+        for (ks, id) in &edit.removed_segments {
+            let state = self.keyspace_mut(*ks)?;
+            if state.segments.remove(id).is_none() {
+                return Err(format!("removed value-log segment {id} does not exist"));
+            }
+            if let Some(t) = state
+                .tables
+                .values()
+                .find(|t| t.value_refs.iter().any(|r| r.segment == *id))
+            {
+                return Err(format!(
+                    "value-log segment {id} is removed while table {} still points into it",
+                    t.id
+                ));
             }
         }
         for (ks, seq) in &edit.flushed_seqs {
@@ -403,6 +541,8 @@ impl ManifestState {
             if let Some(record) = &ks.record {
                 edit.created_keyspaces.push(record.clone());
             }
+            edit.added_segments
+                .extend(ks.segments.values().map(|s| (*id, *s)));
             edit.added_tables
                 .extend(ks.tables.values().map(|t| (*id, t.clone())));
             edit.flushed_seqs.push((*id, ks.flushed_seq));
@@ -734,17 +874,37 @@ mod tests {
                     entries: 10,
                     deletions: 2,
                     run: 7,
+                    value_refs: vec![ValueRef {
+                        segment: 6,
+                        bytes: 70_000,
+                        records: 4,
+                    }],
                 },
             )],
             removed_tables: vec![],
             flushed_seqs: vec![(KeyspaceId(2), SeqNo(50))],
             added_prefix_tombstones: vec![(KeyspaceId(2), b"agent-1/".to_vec(), SeqNo(40))],
             removed_prefix_tombstones: vec![],
+            added_segments: vec![(
+                KeyspaceId(2),
+                SegmentMeta {
+                    id: 6,
+                    file_bytes: 70_032,
+                    record_bytes: 70_000,
+                    records: 4,
+                },
+            )],
+            removed_segments: vec![],
         }
     }
 
     #[test]
     fn edit_round_trip() {
+        let removal = VersionEdit {
+            removed_segments: vec![(KeyspaceId(2), 3)],
+            ..VersionEdit::default()
+        };
+        assert_eq!(VersionEdit::decode(&removal.encode()).unwrap(), removal);
         let e = sample_edit();
         assert_eq!(VersionEdit::decode(&e.encode()).unwrap(), e);
         let bytes = e.encode();

@@ -227,7 +227,7 @@ impl Options {
 }
 
 /// Options of one keyspace, chosen when it is created and kept in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyspaceOptions {
     /// Default durability of writes to this keyspace. Default `Buffered`.
     pub durability: Durability,
@@ -281,6 +281,22 @@ pub struct KeyspaceOptions {
     /// a crash can take in bytes. Default 64 MiB; `None` leaves the bound to
     /// `memtable_bytes` and `max_sealed_memtables`.
     pub bypass_max_unflushed_bytes: Option<u64>,
+    /// Key-value separation: values of at least this many bytes are written to the
+    /// value log when their memtable is flushed (or a compaction rewrites them), and
+    /// tables keep a 20-byte pointer instead. Default 4 KiB (see
+    /// `docs/benchmarks.md`); `None` keeps every value in the tables.
+    pub value_threshold: Option<u32>,
+    /// A value-log segment whose garbage (bytes no table points at any more) reaches
+    /// this fraction of it is collected: its live values are copied forward and the
+    /// file deleted. Default 0.5; between 0.05 and 1 (kept to 1/1000).
+    pub vlog_gc_garbage_ratio: f64,
+    /// Value-log bytes over the bytes tables point at that garbage collection holds
+    /// the keyspace to, collecting the segments with the most garbage first even
+    /// below `vlog_gc_garbage_ratio`. Default 1.5; at least 1.05 (kept to 1/1000).
+    pub max_space_amplification: f64,
+    /// Bytes per second background garbage collection may copy forward. Default
+    /// 64 MiB/s; `None` unpaced. `Db::gc_value_log` is never paced.
+    pub vlog_gc_bytes_per_sec: Option<u64>,
 }
 
 impl Default for KeyspaceOptions {
@@ -304,8 +320,17 @@ impl Default for KeyspaceOptions {
             target_table_bytes: 32 << 20,
             bypass_flush_interval: Some(Duration::from_secs(5)),
             bypass_max_unflushed_bytes: Some(64 << 20),
+            value_threshold: Some(4096),
+            vlog_gc_garbage_ratio: 0.5,
+            max_space_amplification: 1.5,
+            vlog_gc_bytes_per_sec: Some(64 << 20),
         }
     }
+}
+
+/// Encodes a ratio in thousandths.
+fn per_mille(r: f64) -> u64 {
+    (r * 1000.0).round() as u64
 }
 
 impl KeyspaceOptions {
@@ -356,6 +381,18 @@ impl KeyspaceOptions {
         if self.slowdown_write_bytes_per_sec < 4096 {
             return bad("slowdown_write_bytes_per_sec must be at least 4096");
         }
+        if self.value_threshold == Some(0) {
+            return bad("value_threshold must be at least 1 (None turns separation off)");
+        }
+        if !(0.05..=1.0).contains(&self.vlog_gc_garbage_ratio) {
+            return bad("vlog_gc_garbage_ratio must be between 0.05 and 1");
+        }
+        if !(1.05..=1000.0).contains(&self.max_space_amplification) {
+            return bad("max_space_amplification must be between 1.05 and 1000");
+        }
+        if self.vlog_gc_bytes_per_sec.is_some_and(|b| b < 4096) {
+            return bad("vlog_gc_bytes_per_sec must be at least 4096");
+        }
         Ok(())
     }
 
@@ -363,7 +400,7 @@ impl KeyspaceOptions {
     pub fn encode(&self) -> Vec<u8> {
         use strata_wal::codec::put_varint;
         let mut out = Vec::new();
-        put_varint(&mut out, 3); // encoding version
+        put_varint(&mut out, 4); // encoding version
         put_varint(&mut out, self.durability.code());
         put_varint(&mut out, self.memtable_bytes as u64);
         put_varint(&mut out, self.block_size as u64);
@@ -391,6 +428,11 @@ impl KeyspaceOptions {
                 .map_or(0, |d| d.as_millis().max(1) as u64),
         );
         put_varint(&mut out, self.bypass_max_unflushed_bytes.unwrap_or(0));
+        // Version 4 (0 = none; ratios in thousandths).
+        put_varint(&mut out, self.value_threshold.map_or(0, u64::from));
+        put_varint(&mut out, per_mille(self.vlog_gc_garbage_ratio));
+        put_varint(&mut out, per_mille(self.max_space_amplification));
+        put_varint(&mut out, self.vlog_gc_bytes_per_sec.unwrap_or(0));
         out
     }
 
@@ -399,7 +441,7 @@ impl KeyspaceOptions {
     pub fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
         let mut r = strata_wal::codec::Reader::new(bytes);
         let version = r.varint()?;
-        if !(1..=3).contains(&version) {
+        if !(1..=4).contains(&version) {
             return None;
         }
         let mut v = || r.varint();
@@ -441,6 +483,17 @@ impl KeyspaceOptions {
             options.bypass_flush_interval = (ms > 0).then(|| Duration::from_millis(ms));
             let bytes = r.varint()?;
             options.bypass_max_unflushed_bytes = (bytes > 0).then_some(bytes);
+        }
+        if version >= 4 {
+            let threshold = u32::try_from(r.varint()?).ok()?;
+            options.value_threshold = (threshold > 0).then_some(threshold);
+            options.vlog_gc_garbage_ratio = r.varint()? as f64 / 1000.0;
+            options.max_space_amplification = r.varint()? as f64 / 1000.0;
+            let rate = r.varint()?;
+            options.vlog_gc_bytes_per_sec = (rate > 0).then_some(rate);
+        } else {
+            // Written before the value log existed: every value is in the tables.
+            options.value_threshold = None;
         }
         if !r.is_empty() {
             return None;
@@ -517,14 +570,21 @@ mod tests {
             out.extend_from_slice(&o.encode()[1..]);
             let tail = {
                 let mut t = Vec::new();
-                strata_wal::codec::put_varint(&mut t, 5000);
-                strata_wal::codec::put_varint(&mut t, 64 << 20);
+                // Version 3: bypass interval and bytes; version 4: the value log's.
+                for v in [5000, 64 << 20, 4096, 500, 1500, 64 << 20] {
+                    strata_wal::codec::put_varint(&mut t, v);
+                }
                 t.len()
             };
             out.truncate(out.len() - tail);
             out
         };
-        assert_eq!(KeyspaceOptions::decode(&v2), Some(o));
+        // Written before the value log: nothing is separated.
+        let expected = KeyspaceOptions {
+            value_threshold: None,
+            ..o
+        };
+        assert_eq!(KeyspaceOptions::decode(&v2), Some(expected));
         // Durability code 2 in a version-2 list is corruption.
         v2[1] = 2;
         assert_eq!(KeyspaceOptions::decode(&v2), None);

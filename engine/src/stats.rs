@@ -23,6 +23,21 @@ pub struct LevelStats {
     pub bytes: u64,
 }
 
+/// One value-log segment: its size and how much of it tables still point at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentStats {
+    /// The segment id (file `{id:06}.vlog`).
+    pub id: u64,
+    /// Bytes of its records.
+    pub bytes: u64,
+    /// Bytes of the records some table points at.
+    pub live_bytes: u64,
+    /// Bytes of records nothing points at: values overwritten, deleted or dropped by
+    /// compaction. Garbage collection copies the live rest forward and deletes the
+    /// file.
+    pub garbage_bytes: u64,
+}
+
 /// Figures of one keyspace.
 #[derive(Debug, Clone, Default)]
 pub struct KeyspaceStats {
@@ -77,6 +92,17 @@ pub struct KeyspaceStats {
     /// Age of the oldest unflushed WAL-bypass write, if any (`bypass_flush_interval`
     /// bounds it).
     pub bypass_oldest_unflushed: Option<std::time::Duration>,
+    /// Values of at least this many bytes go to the value log (`None`: off).
+    pub value_threshold: Option<u32>,
+    /// The value log's segments, by id.
+    pub value_log: Vec<SegmentStats>,
+    /// Value-log bytes over the bytes tables point at (1.0 when empty):
+    /// garbage collection holds it within `max_space_amplification`.
+    pub vlog_space_amplification: f64,
+    /// Garbage-collection rounds run.
+    pub gc_runs: u64,
+    /// Bytes of value-log records copied forward by garbage collection.
+    pub gc_relocated_bytes: u64,
     /// The keyspace's default durability.
     pub durability: crate::options::Durability,
 }
@@ -117,6 +143,27 @@ impl Stats {
                 .map(|k| k.flush_bytes + k.compaction_write_bytes)
                 .sum::<u64>();
         ratio(written, self.user_bytes())
+    }
+
+    /// Bytes of value-log records, all keyspaces.
+    pub fn vlog_bytes(&self) -> u64 {
+        self.keyspaces
+            .iter()
+            .flat_map(|k| &k.value_log)
+            .map(|s| s.bytes)
+            .sum()
+    }
+
+    /// Value-log garbage as a fraction of the value log, all keyspaces (0 when there
+    /// is none).
+    pub fn vlog_garbage_ratio(&self) -> f64 {
+        let garbage: u64 = self
+            .keyspaces
+            .iter()
+            .flat_map(|k| &k.value_log)
+            .map(|s| s.garbage_bytes)
+            .sum();
+        ratio(garbage, self.vlog_bytes())
     }
 
     /// Bytes of tables on disk per byte of live data. Live data is estimated per
@@ -166,7 +213,7 @@ impl Stats {
             self.stall_micros(),
             self.l0_files(),
             self.cache.hit_rate(),
-            0.0
+            self.vlog_garbage_ratio()
         )
     }
 }
@@ -222,6 +269,20 @@ impl fmt::Display for Stats {
                 k.max_pending_compaction_bytes,
                 k.max_l0_tables
             )?;
+            if !k.value_log.is_empty() {
+                let bytes: u64 = k.value_log.iter().map(|s| s.bytes).sum();
+                let garbage: u64 = k.value_log.iter().map(|s| s.garbage_bytes).sum();
+                writeln!(
+                    f,
+                    "  value log: {} segments, {} B, {} B garbage, space amp {:.2} | gc {} rounds, {} B copied",
+                    k.value_log.len(),
+                    bytes,
+                    garbage,
+                    k.vlog_space_amplification,
+                    k.gc_runs,
+                    k.gc_relocated_bytes
+                )?;
+            }
             for (i, l) in k.levels.iter().enumerate() {
                 if l.tables > 0 {
                     writeln!(
@@ -266,6 +327,7 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
         .map(|ks| {
             let view = ks.view();
             let c = &ks.counters;
+            let usage = crate::value_log::usage(&view.version);
             KeyspaceStats {
                 name: ks.name.clone(),
                 levels: (0..NUM_LEVELS)
@@ -302,6 +364,19 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 estimated_live_bytes: estimated_live_bytes(&view.version),
                 bypass_bytes_at_risk: crate::db::bypass_bytes_at_risk(&view),
                 bypass_oldest_unflushed: crate::db::bypass_oldest(&view).map(|t| t.elapsed()),
+                value_threshold: ks.options.value_threshold,
+                value_log: usage
+                    .iter()
+                    .map(|u| SegmentStats {
+                        id: u.id,
+                        bytes: u.record_bytes,
+                        live_bytes: u.live_bytes,
+                        garbage_bytes: u.garbage_bytes(),
+                    })
+                    .collect(),
+                vlog_space_amplification: crate::value_log::space_amplification(&usage),
+                gc_runs: c.gc_runs.load(Ordering::Relaxed),
+                gc_relocated_bytes: c.gc_relocated_bytes.load(Ordering::Relaxed),
                 durability: ks.options.durability,
             }
         })

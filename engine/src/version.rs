@@ -15,6 +15,7 @@ use crate::ids::{Level, TableId};
 use crate::key::{parse_internal_key, user_key};
 use crate::manifest::TableMeta;
 use crate::table::Table;
+use crate::value_log::SegmentMap;
 
 /// Levels per keyspace: level 0 plus six sorted levels.
 pub const NUM_LEVELS: usize = 7;
@@ -121,6 +122,10 @@ pub struct Version {
     pub levels: Vec<Vec<Run>>,
     /// Prefix tombstones held by the manifest for this keyspace.
     pub prefix_tombstones: Arc<Vec<(Vec<u8>, SeqNo)>>,
+    /// The keyspace's value-log segments, open. A reader holding this version can
+    /// resolve every pointer its tables hold: a segment's file is deleted only when
+    /// the last version listing it is dropped.
+    pub segments: Arc<SegmentMap>,
 }
 
 impl Default for Version {
@@ -135,6 +140,7 @@ impl Version {
         Version {
             levels: vec![Vec::new(); NUM_LEVELS],
             prefix_tombstones: Arc::new(Vec::new()),
+            segments: Arc::new(SegmentMap::new()),
         }
     }
 
@@ -217,6 +223,7 @@ impl Version {
         Version {
             levels,
             prefix_tombstones: Arc::clone(&self.prefix_tombstones),
+            segments: Arc::clone(&self.segments),
         }
     }
 

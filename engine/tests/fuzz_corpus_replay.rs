@@ -95,6 +95,7 @@ fn generate_manifest_seed_corpus() {
         entries: 10,
         deletions: 1,
         run: id,
+        value_refs: Vec::new(),
     };
     let flush = VersionEdit {
         added_tables: vec![(KeyspaceId(1), table(5, "a", "m"))],
@@ -162,8 +163,8 @@ fn generate_seed_corpus() {
                     ValueKind::Put
                 };
                 let value = match kind {
-                    ValueKind::Put => format!("val{i}-{v}").into_bytes(),
                     ValueKind::Delete => Vec::new(),
+                    _ => format!("val{i}-{v}").into_bytes(),
                 };
                 let seq = SeqNo(100 + u64::from(i) * 10 + versions - v);
                 out.push((

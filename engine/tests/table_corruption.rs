@@ -29,8 +29,8 @@ fn entries() -> Vec<Entry> {
                 ValueKind::Put
             };
             let value = match kind {
-                ValueKind::Put => format!("v{i}.{v}-").repeat(1 + (i % 4) as usize),
                 ValueKind::Delete => String::new(),
+                _ => format!("v{i}.{v}-").repeat(1 + (i % 4) as usize),
             };
             out.push((
                 internal_key(uk.as_bytes(), SeqNo(seq), kind),

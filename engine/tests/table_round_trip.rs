@@ -58,7 +58,7 @@ fn make_entries(keys: usize, seed: u64) -> Vec<Entry> {
             };
             let value = match kind {
                 ValueKind::Delete => Vec::new(),
-                ValueKind::Put => format!("value of {uk} at {s};")
+                _ => format!("value of {uk} at {s};")
                     .repeat(rng.below(10) as usize)
                     .into_bytes(),
             };

@@ -1,10 +1,12 @@
 //! Writing, reading and scanning value-log segment files through [`strata_wal::Fs`].
 //!
 //! One [`SegmentWriter`] appends to one segment (one writer per file, as `Fs`
-//! requires); reads are positional and may run concurrently with appends, since a
-//! pointer is handed out only after its record is in the file. A failed append poisons
-//! the writer: what reached the disk is unknown, so nothing more is appended and the
-//! caller must start a new segment (after a reopen).
+//! requires). Appends are gathered in memory and written in pieces of about
+//! [`WRITE_BUFFER_BYTES`], so a pointer is handed out before its record reaches the
+//! file: the owner publishes pointers only after [`SegmentWriter::sync`], which writes
+//! what is gathered and fsyncs. Reads are positional. A failed write poisons the
+//! writer: what reached the disk is unknown, so nothing more is appended and the caller
+//! must start a new segment.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use crate::format::{
     MAX_VALUE_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::pointer::ValuePointer;
+
+/// Appended records are written to the file once this many bytes are gathered (and at
+/// every sync): one write per megabyte instead of one per value.
+pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// The file name of segment `id`: `{id:06}.vlog`.
 pub fn segment_file_name(id: u64) -> String {
@@ -122,8 +128,9 @@ impl SegmentWriter {
         self.synced_len
     }
 
-    /// Appends one record per `(key, seq, value)` with one write and returns their
-    /// pointers in order. Not durable until [`Self::sync`].
+    /// Appends one record per `(key, seq, value)` and returns their pointers in order.
+    /// The records are gathered in memory and reach the file in pieces; none is
+    /// readable or durable before [`Self::sync`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a key or value past the format's limits (nothing
@@ -149,9 +156,9 @@ impl SegmentWriter {
                 )));
             }
         }
-        self.buf.clear();
         let mut pointers = Vec::with_capacity(items.len());
         let mut offset = self.len;
+        let buffered = self.buf.len();
         for (key, seq, value) in items {
             let compressed = match self.compressor.as_mut() {
                 Some(c) => c.compress(value).ok().filter(|z| z.len() < value.len()),
@@ -173,9 +180,12 @@ impl SegmentWriter {
             // Within limits: a key of at most 64 KiB and a value below 4 GiB, stored
             // smaller or equal, cannot make a record past u32 by more than the header;
             // refuse that corner rather than wrap.
-            let len32 = u32::try_from(len).map_err(|_| {
-                Error::InvalidArgument("a value-log record must stay below 4 GiB".into())
-            })?;
+            let Ok(len32) = u32::try_from(len) else {
+                self.buf.truncate(buffered);
+                return Err(Error::InvalidArgument(
+                    "a value-log record must stay below 4 GiB".into(),
+                ));
+            };
             pointers.push(ValuePointer {
                 segment: self.id,
                 offset,
@@ -183,12 +193,24 @@ impl SegmentWriter {
             });
             offset += len as u64;
         }
+        self.len = offset;
+        if self.buf.len() >= WRITE_BUFFER_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(pointers)
+    }
+
+    /// Writes the gathered records to the file.
+    fn write_buffer(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         if let Err(e) = self.file.append(&self.buf) {
             self.poisoned = Some(format!("append to {} failed: {e}", self.path.display()));
             return Err(e);
         }
-        self.len = offset;
-        Ok(pointers)
+        self.buf.clear();
+        Ok(())
     }
 
     /// Appends one record; see [`Self::append_batch`].
@@ -213,6 +235,7 @@ impl SegmentWriter {
         if self.synced_len == self.len {
             return Ok(());
         }
+        self.write_buffer()?;
         if let Err(e) = self.file.sync_data() {
             self.poisoned = Some(format!("fsync of {} failed: {e}", self.path.display()));
             return Err(e);

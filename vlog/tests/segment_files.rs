@@ -234,11 +234,8 @@ fn a_failed_append_or_sync_refuses_every_later_one() {
             SegmentWriter::create(&fs, Path::new("/v"), 1, 0, VlogCompression::None).unwrap();
         w.append(b"k1", SeqNo(1), b"v1").unwrap();
         fault.inject(FaultRule::once(op, 1, FaultKind::Eio));
-        let failed = if op == FaultOp::Write {
-            w.append(b"k2", SeqNo(2), b"v2").map(|_| ())
-        } else {
-            w.sync()
-        };
+        // Appends are gathered in memory: the write happens at the sync.
+        let failed = w.append(b"k2", SeqNo(2), b"v2").and_then(|_| w.sync());
         assert!(failed.is_err());
         fault.clear_faults();
         assert!(matches!(
