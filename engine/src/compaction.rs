@@ -706,7 +706,7 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
     if chosen.is_empty() {
         return Ok(None);
     }
-    let before = version.segments.len() as u64;
+    let before: Vec<u64> = version.segments.keys().copied().collect();
     let tables: Vec<Arc<TableHandle>> = version
         .all_tables()
         .filter(|t| {
@@ -752,13 +752,18 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
         }
     }
     ks.counters.gc_runs.fetch_add(1, Ordering::Relaxed);
-    let after = ks.view().version.segments.len() as u64;
-    Ok(Some(before.saturating_sub(after)))
+    let after = Arc::clone(&ks.view().version.segments);
+    Ok(Some(
+        before.iter().filter(|id| !after.contains_key(id)).count() as u64,
+    ))
 }
 
 /// Background garbage collection: rounds until nothing is due. Runs after the
 /// keyspace's compactions, under the same flag.
 pub(crate) fn gc_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
+    if !ks.options.vlog_background_gc {
+        return Ok(false);
+    }
     let Some(_flag) = take_flag(ks, false) else {
         return Ok(false);
     };
@@ -822,6 +827,8 @@ pub(crate) fn gc_value_log(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<G
     let result = poison_on_error(inner, ks, result);
     drop(flag);
     notify_progress(inner);
+    // A compaction asked for while collection held the keyspace.
+    let _ = inner.jobs.send(crate::db::Job::Compact(ks.id));
     result?;
     if ks.dropped.load(Ordering::SeqCst) {
         return Err(Error::UnknownKeyspace(ks.name.clone()));

@@ -297,6 +297,10 @@ pub struct KeyspaceOptions {
     /// Bytes per second background garbage collection may copy forward. Default
     /// 64 MiB/s; `None` unpaced. `Db::gc_value_log` is never paced.
     pub vlog_gc_bytes_per_sec: Option<u64>,
+    /// Whether background threads collect value-log garbage after compactions.
+    /// Default true; false leaves collection to `Db::gc_value_log` (at quiet times,
+    /// say). Segments nothing points at are deleted either way.
+    pub vlog_background_gc: bool,
 }
 
 impl Default for KeyspaceOptions {
@@ -324,6 +328,7 @@ impl Default for KeyspaceOptions {
             vlog_gc_garbage_ratio: 0.5,
             max_space_amplification: 1.5,
             vlog_gc_bytes_per_sec: Some(64 << 20),
+            vlog_background_gc: true,
         }
     }
 }
@@ -433,6 +438,7 @@ impl KeyspaceOptions {
         put_varint(&mut out, per_mille(self.vlog_gc_garbage_ratio));
         put_varint(&mut out, per_mille(self.max_space_amplification));
         put_varint(&mut out, self.vlog_gc_bytes_per_sec.unwrap_or(0));
+        put_varint(&mut out, u64::from(self.vlog_background_gc));
         out
     }
 
@@ -491,6 +497,11 @@ impl KeyspaceOptions {
             options.max_space_amplification = r.varint()? as f64 / 1000.0;
             let rate = r.varint()?;
             options.vlog_gc_bytes_per_sec = (rate > 0).then_some(rate);
+            options.vlog_background_gc = match r.varint()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
         } else {
             // Written before the value log existed: every value is in the tables.
             options.value_threshold = None;
@@ -571,7 +582,7 @@ mod tests {
             let tail = {
                 let mut t = Vec::new();
                 // Version 3: bypass interval and bytes; version 4: the value log's.
-                for v in [5000, 64 << 20, 4096, 500, 1500, 64 << 20] {
+                for v in [5000, 64 << 20, 4096, 500, 1500, 64 << 20, 1] {
                     strata_wal::codec::put_varint(&mut t, v);
                 }
                 t.len()

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata::{
-    CompactionFilter, Db, Error, FilterDecision, KeyspaceOptions, Options, WriteOptions,
-};
+use strata::{CompactionFilter, Db, Error, FilterDecision, KeyspaceOptions, Options, WriteOptions};
 
 fn separated() -> KeyspaceOptions {
     KeyspaceOptions {
@@ -88,22 +86,43 @@ fn large_values_go_to_the_value_log_and_read_back_through_flush_compaction_and_r
         let ks = db.create_keyspace("memories", separated()).unwrap();
         for i in 0..600u32 {
             // Every third value stays inline.
-            let len = if i % 3 == 0 { 200 } else { 1024 + (i as usize % 7) * 900 };
+            let len = if i % 3 == 0 {
+                200
+            } else {
+                1024 + (i as usize % 7) * 900
+            };
             let v = value(i, 0, len);
             ks.put(format!("key{i:05}"), &v).unwrap();
             model.insert(i, v);
         }
         ks.flush().unwrap();
         let stats = db.stats();
-        let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
-        assert!(!k.value_log.is_empty(), "a flush of large values writes a segment");
+        let k = stats
+            .keyspaces
+            .iter()
+            .find(|k| k.name == "memories")
+            .unwrap();
+        assert!(
+            !k.value_log.is_empty(),
+            "a flush of large values writes a segment"
+        );
         let live: u64 = k.value_log.iter().map(|s| s.live_bytes).sum();
-        let separated_bytes: u64 = model.values().filter(|v| v.len() >= 1024).map(|v| v.len() as u64).sum();
-        assert!(live >= separated_bytes, "live {live} < separated {separated_bytes}");
+        let separated_bytes: u64 = model
+            .values()
+            .filter(|v| v.len() >= 1024)
+            .map(|v| v.len() as u64)
+            .sum();
+        assert!(
+            live >= separated_bytes,
+            "live {live} < separated {separated_bytes}"
+        );
         assert_eq!(k.value_log.iter().map(|s| s.garbage_bytes).sum::<u64>(), 0);
         // The tables hold pointers, not the values.
         let table_bytes: u64 = k.levels.iter().map(|l| l.bytes).sum();
-        assert!(table_bytes * 4 < separated_bytes, "tables {table_bytes} B hold the values");
+        assert!(
+            table_bytes * 4 < separated_bytes,
+            "tables {table_bytes} B hold the values"
+        );
         check_all(&ks, &model);
         ks.compact().unwrap();
         check_all(&ks, &model);
@@ -117,7 +136,11 @@ fn large_values_go_to_the_value_log_and_read_back_through_flush_compaction_and_r
 
 fn segment_totals(db: &Db) -> (u64, u64, f64) {
     let stats = db.stats();
-    let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
+    let k = stats
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "memories")
+        .unwrap();
     let garbage: u64 = k.value_log.iter().map(|s| s.garbage_bytes).sum();
     let live: u64 = k.value_log.iter().map(|s| s.live_bytes).sum();
     (garbage, live, k.vlog_space_amplification)
@@ -151,7 +174,11 @@ fn overwritten_values_are_counted_as_garbage_of_their_segment_and_the_count_surv
         assert_eq!(live, (0..199u32).map(record).sum::<u64>());
         assert!(amp > 1.2 && amp < 1.3, "{amp}");
         let stats = db.stats();
-        assert!(stats.summary_line().contains("vlog_garbage_ratio=0.2"), "{}", stats.summary_line());
+        assert!(
+            stats.summary_line().contains("vlog_garbage_ratio=0.2"),
+            "{}",
+            stats.summary_line()
+        );
         db.close().unwrap();
     }
     let db = Db::open(dir.path(), Options::default()).unwrap();
@@ -183,12 +210,20 @@ fn gc_copies_live_values_forward_and_reclaims_the_rest() {
         }
         let report = db.gc_value_log(&ks).unwrap();
         let stats = db.stats();
-        let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
+        let k = stats
+            .keyspaces
+            .iter()
+            .find(|k| k.name == "memories")
+            .unwrap();
         assert!(
             k.gc_relocated_bytes > 0,
             "no live value was copied forward: {report:?}"
         );
-        assert!(k.vlog_space_amplification <= 1.5, "{}", k.vlog_space_amplification);
+        assert!(
+            k.vlog_space_amplification <= 1.5,
+            "{}",
+            k.vlog_space_amplification
+        );
         for s in &k.value_log {
             assert!(
                 (s.garbage_bytes as f64) < 0.5 * s.bytes as f64,
@@ -237,7 +272,11 @@ fn a_segment_is_deleted_only_after_the_last_reader_of_it_lets_go() {
     // The snapshot still reads the old values (compaction kept them for it).
     for i in 0..50u32 {
         let got = snapshot.get(&ks, format!("key{i:05}")).unwrap();
-        assert_eq!(got.as_deref(), Some(value(i, 0, 2048).as_slice()), "snapshot key{i}");
+        assert_eq!(
+            got.as_deref(),
+            Some(value(i, 0, 2048).as_slice()),
+            "snapshot key{i}"
+        );
     }
     // The iterator finishes on the old values, from the files it holds.
     let rest: Vec<_> = iter.map(|kv| kv.unwrap()).collect();
@@ -319,17 +358,24 @@ fn a_damaged_value_is_corruption_naming_the_segment_and_offset() {
     for i in 0..20u32 {
         match ks.get(format!("key{i:05}")) {
             Ok(v) => assert_eq!(v.as_deref(), Some(value(i, 0, 5000).as_slice())),
-            Err(Error::Corruption { file: p, offset, .. }) => {
+            Err(Error::Corruption {
+                file: p, offset, ..
+            }) => {
                 damaged += 1;
                 assert!(p.ends_with(&files[0]), "{}", p.display());
-                assert!(offset as usize <= at && at < offset as usize + 5100, "offset {offset}");
+                assert!(
+                    offset as usize <= at && at < offset as usize + 5100,
+                    "offset {offset}"
+                );
             }
             Err(e) => panic!("unexpected error {e}"),
         }
     }
     assert_eq!(damaged, 1);
     // An iterator meets the same damage and says so.
-    assert!(ks.iter().any(|kv| matches!(kv, Err(Error::Corruption { .. }))));
+    assert!(ks
+        .iter()
+        .any(|kv| matches!(kv, Err(Error::Corruption { .. }))));
 }
 
 #[test]
@@ -431,12 +477,19 @@ fn a_compaction_filter_judges_separated_values_by_their_contents() {
     ks.put("c", big("shrink")).unwrap();
     ks.flush().unwrap();
     ks.compact().unwrap();
-    assert_eq!(ks.get("a").unwrap().as_deref(), Some(big("keep").as_slice()));
+    assert_eq!(
+        ks.get("a").unwrap().as_deref(),
+        Some(big("keep").as_slice())
+    );
     assert_eq!(ks.get("b").unwrap(), None);
     assert_eq!(ks.get("c").unwrap().as_deref(), Some(&b"small"[..]));
     // The dropped and shrunk values are garbage now.
     let stats = db.stats();
-    let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
+    let k = stats
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "memories")
+        .unwrap();
     let garbage: u64 = k.value_log.iter().map(|s| s.garbage_bytes).sum();
     assert!(garbage >= 2 * 8000, "garbage {garbage}");
 }
@@ -468,7 +521,11 @@ fn background_gc_holds_the_space_bound_while_overwriting() {
     }
     db.wait_for_background_work().unwrap();
     let stats = db.stats();
-    let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
+    let k = stats
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "memories")
+        .unwrap();
     assert!(k.gc_runs > 0, "background GC never ran");
     assert!(k.gc_relocated_bytes > 0 || k.value_log.len() < 20);
     // Twenty rounds were written; far fewer than twenty rounds' bytes remain.
