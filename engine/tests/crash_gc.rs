@@ -162,6 +162,7 @@ fn power_loss_at_every_sync_rename_remove_and_create_of_a_gc_run_loses_nothing()
     );
     drop(ks);
     db.close().expect("close");
+    drop(verify(&fs, &fault, &model, "no power loss"));
 
     let modes = [
         CrashMode::DropUnsynced,
