@@ -166,22 +166,31 @@ impl Stats {
         ratio(garbage, self.vlog_bytes())
     }
 
-    /// Bytes of tables on disk per byte of live data. Live data is estimated per
-    /// keyspace as its deepest level plus every table above it whose key range meets
-    /// no table of the deepest level ([`KeyspaceStats::estimated_live_bytes`]); tables
-    /// that overlap the deepest level count as garbage, so this is an upper bound.
+    /// Bytes on disk (tables and value log) per byte of live data. Live table data is
+    /// estimated per keyspace as its deepest level plus every table above it whose key
+    /// range meets no table of the deepest level
+    /// ([`KeyspaceStats::estimated_live_bytes`]); tables that overlap the deepest level
+    /// count as garbage, so this is an upper bound. Live value-log data is what the
+    /// tables point at.
     pub fn space_amplification(&self) -> f64 {
-        let total: u64 = self
+        let tables: u64 = self
             .keyspaces
             .iter()
             .flat_map(|k| &k.levels)
             .map(|l| l.bytes)
             .sum();
-        let live: u64 = self.keyspaces.iter().map(|k| k.estimated_live_bytes).sum();
+        let live_tables: u64 = self.keyspaces.iter().map(|k| k.estimated_live_bytes).sum();
+        let vlog_live: u64 = self
+            .keyspaces
+            .iter()
+            .flat_map(|k| &k.value_log)
+            .map(|s| s.live_bytes)
+            .sum();
+        let total = tables + self.vlog_bytes();
         if total == 0 {
             1.0
         } else {
-            ratio(total, live)
+            ratio(total, live_tables + vlog_live)
         }
     }
 

@@ -10,8 +10,9 @@
 //! - `--compression` sets the keyspace's block compression; `--cache_size` the block
 //!   cache.
 //! - `--compaction_style` sets the keyspace's compaction policy (leveled, tiered or
-//!   HCA). `--value_threshold` is not an option of this engine build yet: a value prints
-//!   a warning on stderr and has no effect.
+//!   HCA). `--value_threshold=N` sets the keyspace's `value_threshold` (values of `N`
+//!   bytes or more go to the value log; a number past every value turns separation
+//!   off in effect); without it the engine's default applies.
 //! - Reads lend the engine's [`Bytes`] to the visitor without a copy; scans are one
 //!   cursor each.
 
@@ -35,7 +36,7 @@ pub const SIDE_KEYSPACE: &str = "side";
 const SUPPORTED: Supported = Supported {
     compression: true,
     compaction_style: true,
-    value_threshold: false,
+    value_threshold: true,
 };
 
 /// A Strata database and the keyspace the benchmarks run in.
@@ -94,6 +95,10 @@ pub fn open(config: &EngineConfig) -> Result<Arc<dyn BenchEngine>, EngineError> 
                 durability: keyspace_durability,
                 compression: compression(config.compression),
                 compaction: compaction_style(config.compaction_style),
+                value_threshold: match config.value_threshold {
+                    Some(t) => Some(u32::try_from(t.max(1)).unwrap_or(u32::MAX)),
+                    None => KeyspaceOptions::default().value_threshold,
+                },
                 ..KeyspaceOptions::default()
             },
         )
