@@ -154,9 +154,13 @@ fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
         while !inner.is_closed() && compact_once(inner, ks)? {
             any = true;
         }
-        // Compaction is what turns overwritten values into garbage.
+        // Compaction is what turns overwritten values into garbage. Collection
+        // stops for due compactions; they run first, then collection goes on.
         if !inner.is_closed() && gc_until_done(inner, ks)? {
             any = true;
+            if crate::compaction::compaction_due(ks) {
+                continue;
+            }
         }
         let again = std::mem::take(&mut ks.work.lock().compaction_requested);
         if !again || inner.is_closed() || ks.dropped.load(Ordering::SeqCst) {
@@ -479,7 +483,7 @@ pub(crate) fn build_tables(
         }
         let segments = metas
             .into_iter()
-            .map(|m| SegmentHandle::open(&inner.fs, &inner.path, m).map(Arc::new))
+            .map(|m| SegmentHandle::open(&inner.fs, &inner.path, ks.id, m).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let tables = finished
             .iter()
@@ -625,7 +629,11 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
             .retain(|(id, _)| meta.state.keyspaces.contains_key(id));
         inner
             .commit_edit(&mut meta, &edit, false)
-            .inspect_err(|_| discard_output())?;
+            .inspect_err(|e| {
+                if DbInner::edit_never_written(e) {
+                    discard_output();
+                }
+            })?;
         let mut view = ks.view.write();
         let mut version: Version = view.version.apply(&[], &handles);
         if !segments.is_empty() {

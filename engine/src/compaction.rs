@@ -245,6 +245,9 @@ struct Task {
     relocate: BTreeSet<u64>,
     /// Whether copying is paced by `vlog_gc_bytes_per_sec` (background collection).
     paced_gc: bool,
+    /// A garbage-collection rewrite of one table in place: at level 0 its output stays
+    /// one table, however large.
+    in_place: bool,
 }
 
 /// Runs one step of `ks`'s policy if one is due. Returns whether one ran.
@@ -306,6 +309,7 @@ fn resolve(
             bottommost: false,
             relocate: BTreeSet::new(),
             paced_gc: false,
+            in_place: false,
         }),
         Decision::Merge(m) => Ok(Task {
             kind: TaskKind::Merge,
@@ -321,6 +325,7 @@ fn resolve(
                 None,
             ),
             paced_gc: false,
+            in_place: false,
         }),
         Decision::DropTables(refs) => Ok(Task {
             kind: TaskKind::Drop,
@@ -330,6 +335,7 @@ fn resolve(
             bottommost: false,
             relocate: BTreeSet::new(),
             paced_gc: false,
+            in_place: false,
         }),
         _ => Err(Error::Internal(format!(
             "the compaction policy proposed a step the engine cannot run: {decision}"
@@ -425,7 +431,8 @@ fn run_task(
             let spec = OutputSpec {
                 level,
                 run: Some(task.run),
-                target: Some(ks.options.target_table_bytes),
+                target: (!(task.in_place && task.output_level == 0))
+                    .then_some(ks.options.target_table_bytes),
                 rate_limited: true,
                 relocate: &task.relocate,
                 sources: &version.segments,
@@ -547,7 +554,11 @@ fn install(
         // Inputs are deleted below: the edit must be beyond doubt first (marked).
         inner
             .commit_edit(&mut meta, &edit, !is_move || !unreferenced.is_empty())
-            .inspect_err(|_| discard_outputs())?;
+            .inspect_err(|e| {
+                if DbInner::edit_never_written(e) {
+                    discard_outputs();
+                }
+            })?;
         new_version.prefix_tombstones = Arc::new(keep);
         let mut view = ks.view.write();
         *view = Arc::new(View {
@@ -732,6 +743,7 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
             bottommost: false,
             relocate: BTreeSet::new(),
             paced_gc: false,
+            in_place: false,
         };
         if !step(task)? {
             return Ok(None);
@@ -746,9 +758,15 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
             bottommost: false,
             relocate: chosen.clone(),
             paced_gc: paced,
+            in_place: true,
         };
         if !step(task)? || inner.is_closed() {
             return Ok(None);
+        }
+        // Background collection makes way for due compactions (level 0 must not
+        // fill behind it); the next round plans again from where this one stopped.
+        if paced && compaction_due(ks) {
+            break;
         }
     }
     ks.counters.gc_runs.fetch_add(1, Ordering::Relaxed);
@@ -758,23 +776,28 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
     ))
 }
 
-/// Background garbage collection: rounds until nothing is due. Runs after the
-/// keyspace's compactions, under the same flag.
+/// Background garbage collection: rounds until nothing is due or a compaction is,
+/// taking the keyspace's compaction flag for one round at a time. Returns whether any
+/// round ran.
 pub(crate) fn gc_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     if !ks.options.vlog_background_gc {
         return Ok(false);
     }
-    let Some(_flag) = take_flag(ks, false) else {
-        return Ok(false);
-    };
     let mut any = false;
     while !inner.is_closed() && !ks.dropped.load(Ordering::SeqCst) {
-        let round = poison_on_error(inner, ks, gc_round(inner, ks, true))?;
-        if round.is_none() {
+        let Some(flag) = take_flag(ks, false) else {
+            break;
+        };
+        let round = poison_on_error(inner, ks, gc_round(inner, ks, true));
+        drop(flag);
+        if round?.is_none() {
             break;
         }
         any = true;
         notify_progress(inner);
+        if compaction_due(ks) {
+            break;
+        }
     }
     Ok(any)
 }

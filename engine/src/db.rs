@@ -980,7 +980,7 @@ impl DbInner {
             }
             let mut segments = crate::value_log::SegmentMap::new();
             for meta in ks_state.segments.values() {
-                let segment = crate::value_log::SegmentHandle::open(&fs, path, *meta)?;
+                let segment = crate::value_log::SegmentHandle::open(&fs, path, *id, *meta)?;
                 live_segments.insert(meta.id);
                 segments.insert(meta.id, Arc::new(segment));
             }
@@ -1711,6 +1711,14 @@ impl DbInner {
 
     /// Commits `edit` to the manifest ([`Meta::commit`]); a failure poisons the
     /// database (the manifest's state on disk is then unknown).
+    /// Whether a failed [`Self::commit_edit`] certainly left the manifest without the
+    /// edit (it did not fit the state), so the files it named may be deleted. After an
+    /// I/O failure the edit may be on disk: its files stay (the database is poisoned,
+    /// and the next open removes whatever the manifest does not name).
+    pub(crate) fn edit_never_written(e: &Error) -> bool {
+        matches!(e, Error::InvalidArgument(_))
+    }
+
     pub(crate) fn commit_edit(
         &self,
         meta: &mut Meta,

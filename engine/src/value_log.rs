@@ -70,9 +70,15 @@ impl SegmentHandle {
     /// Opens segment `meta.id` in `dir`.
     ///
     /// # Errors
-    /// [`Error::Corruption`] when the file is missing or shorter than the manifest
-    /// says it was when it was recorded; I/O errors.
-    pub fn open(fs: &Arc<dyn Fs>, dir: &std::path::Path, meta: SegmentMeta) -> Result<Self> {
+    /// [`Error::Corruption`] when the file is missing, shorter than the manifest says
+    /// it was when it was recorded, or its header is damaged or names another segment
+    /// or keyspace; I/O errors.
+    pub fn open(
+        fs: &Arc<dyn Fs>,
+        dir: &std::path::Path,
+        keyspace: KeyspaceId,
+        meta: SegmentMeta,
+    ) -> Result<Self> {
         let path = dir.join(segment_file_name(meta.id));
         if !fs.exists(&path)? {
             return Err(Error::corruption(
@@ -94,6 +100,27 @@ impl SegmentHandle {
                     meta.file_bytes
                 ),
             ));
+        }
+        let mut header = [0u8; strata_vlog::SEGMENT_HEADER_LEN];
+        let header_ok = len >= header.len() as u64 && file.read_exact_at(0, &mut header).is_ok();
+        let decoded = if header_ok {
+            strata_vlog::SegmentHeader::decode(&header)
+        } else {
+            Err("the file is shorter than a segment header".to_string())
+        };
+        match decoded {
+            Ok(h) if h.id == meta.id && h.keyspace == keyspace.0 => {}
+            Ok(h) => {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    format!(
+                        "the header names segment {} of keyspace {}, the manifest segment {}                          of keyspace {keyspace}; the file was replaced",
+                        h.id, h.keyspace, meta.id
+                    ),
+                ))
+            }
+            Err(reason) => return Err(Error::corruption(&path, 0, reason)),
         }
         Ok(SegmentHandle {
             meta,
@@ -138,6 +165,12 @@ impl Drop for SegmentHandle {
             let _ = self.fs.remove(&self.path);
         }
     }
+}
+
+/// Whether `(key, value)` fits one value-log record (whose length is a `u32`); a
+/// value too close to 4 GiB stays in the table.
+fn fits_a_record(key: &[u8], value: &[u8]) -> bool {
+    (strata_vlog::RECORD_HEADER_LEN + key.len() + value.len()) as u64 <= u64::from(u32::MAX)
 }
 
 /// Decodes a pointer entry's value.
@@ -258,7 +291,10 @@ impl<'a> ValueSeparator<'a> {
         value: &[u8],
     ) -> Result<Option<[u8; strata_vlog::POINTER_LEN]>> {
         match kind {
-            ValueKind::Put if self.threshold.is_some_and(|t| value.len() >= t) => {
+            ValueKind::Put
+                if self.threshold.is_some_and(|t| value.len() >= t)
+                    && fits_a_record(user_key(ikey), value) =>
+            {
                 let ptr = self.append(user_key(ikey), seq, value)?;
                 Ok(Some(ptr.encode()))
             }
@@ -297,15 +333,17 @@ impl<'a> ValueSeparator<'a> {
         }
         if self.writer.is_none() {
             let id = self.inner.next_file.fetch_add(1, Ordering::SeqCst);
-            self.created
-                .push(self.inner.path.join(segment_file_name(id)));
-            self.writer = Some(SegmentWriter::create(
+            let writer = SegmentWriter::create(
                 &self.inner.fs,
                 &self.inner.path,
                 id,
                 self.keyspace.0,
                 self.compression,
-            )?);
+            )?;
+            // Only a file this build made is ever deleted by it (`create` refuses an
+            // existing one; a half-made one is left to the next open's sweep).
+            self.created.push(writer.path().to_path_buf());
+            self.writer = Some(writer);
         }
         let writer = self
             .writer
