@@ -59,7 +59,8 @@ fn generate_manifest_seed_corpus() {
     use strata::ids::{KeyspaceId, Level, TableId};
     use strata::key::{internal_key, ValueKind};
     use strata::manifest::{
-        encode_current, KeyspaceRecord, ManifestState, ManifestWriter, TableMeta, VersionEdit,
+        encode_current, KeyspaceRecord, ManifestState, ManifestWriter, SegmentMeta, TableMeta,
+        ValueRef, VersionEdit,
     };
     use strata::KeyspaceOptions;
     use strata_wal::{FaultFs, Fs, SeqNo};
@@ -119,6 +120,38 @@ fn generate_manifest_seed_corpus() {
         ..VersionEdit::default()
     };
     writer.append(&compaction).expect("append");
+    // Key-value separation: a flush that writes a value-log segment, then a
+    // collection that removes it.
+    let separated_flush = VersionEdit {
+        added_segments: vec![(
+            KeyspaceId(1),
+            SegmentMeta {
+                id: 8,
+                file_bytes: 40_032,
+                record_bytes: 40_000,
+                records: 9,
+            },
+        )],
+        added_tables: vec![(
+            KeyspaceId(1),
+            TableMeta {
+                value_refs: vec![ValueRef {
+                    segment: 8,
+                    bytes: 40_000,
+                    records: 9,
+                }],
+                ..table(7, "n", "z")
+            },
+        )],
+        ..VersionEdit::default()
+    };
+    writer.append(&separated_flush).expect("append");
+    let collection = VersionEdit {
+        removed_tables: vec![(KeyspaceId(1), Level(0), TableId(7))],
+        removed_segments: vec![(KeyspaceId(1), 8)],
+        ..VersionEdit::default()
+    };
+    writer.append(&collection).expect("append");
     let manifest = fs
         .read_file(&dir.join("MANIFEST-000001"))
         .expect("manifest");
@@ -134,6 +167,8 @@ fn generate_manifest_seed_corpus() {
         ("edit-create", create.encode()),
         ("edit-flush", flush.encode()),
         ("edit-compaction", compaction.encode()),
+        ("edit-separated-flush", separated_flush.encode()),
+        ("edit-value-log-collection", collection.encode()),
         ("current", encode_current(1)),
         ("edit-unknown-tag", vec![99, 1, 0]),
     ];

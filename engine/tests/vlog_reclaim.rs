@@ -71,7 +71,11 @@ fn gc_holds_the_value_log_within_max_space_amplification_of_live_data() {
     let on_disk = vlog_bytes(dir.path());
     let ratio = on_disk as f64 / live as f64;
     let stats = db.stats();
-    let k = stats.keyspaces.iter().find(|k| k.name == "memories").unwrap();
+    let k = stats
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "memories")
+        .unwrap();
     eprintln!(
         "wrote {} MiB over {} keys: value log {on_disk} B for {live} B live = {ratio:.3} \
          (worst while writing {worst:.2}); engine says {:.3}; {} segments; gc {} rounds, \
@@ -83,7 +87,10 @@ fn gc_holds_the_value_log_within_max_space_amplification_of_live_data() {
         k.gc_runs,
         k.gc_relocated_bytes
     );
-    assert!(ratio <= 1.5, "value log {on_disk} B is {ratio:.3}x the live {live} B");
+    assert!(
+        ratio <= 1.5,
+        "value log {on_disk} B is {ratio:.3}x the live {live} B"
+    );
     for (key, n) in &versions {
         let got = ks.get(format!("memory/{key:06}")).unwrap();
         assert!(
