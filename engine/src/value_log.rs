@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_vlog::{read_value, segment_file_name, SegmentWriter, ValuePointer, VlogCompression};
+use strata_vlog::{
+    read_checked, segment_file_name, CheckedValue, SegmentWriter, ValuePointer, VlogCompression,
+};
 use strata_wal::{Fs, FsFile, SeqNo};
 
 use crate::db::DbInner;
@@ -141,9 +143,10 @@ impl SegmentHandle {
         &self.path
     }
 
-    /// Reads and checks the value `ptr` names, which must be `(key, seq)`'s.
-    fn read(&self, ptr: &ValuePointer, key: &[u8], seq: SeqNo) -> Result<Vec<u8>> {
-        let record = read_value(self.file.as_ref(), ptr, Some(key))?;
+    /// Reads and checks the value `ptr` names, which must be `(key, seq)`'s. A plain
+    /// value is a slice of the buffer it was read into: no copy.
+    fn read(&self, ptr: &ValuePointer, key: &[u8], seq: SeqNo) -> Result<Bytes> {
+        let (buf, record) = read_checked(self.file.as_ref(), self.meta.file_bytes, ptr, Some(key))?;
         if record.seq != seq {
             return Err(Error::corruption(
                 &self.path,
@@ -154,7 +157,10 @@ impl SegmentHandle {
                 ),
             ));
         }
-        Ok(record.value)
+        Ok(match record.value {
+            CheckedValue::InPlace(range) => Bytes::from(buf).slice(range),
+            CheckedValue::Decompressed(v) => Bytes::from(v),
+        })
     }
 }
 
@@ -213,7 +219,7 @@ pub(crate) fn resolve(
             ),
         )
     })?;
-    segment.read(&ptr, key, seq).map(Bytes::from)
+    segment.read(&ptr, key, seq)
 }
 
 /// Writes the separated values of one table build (a flush, a compaction or a

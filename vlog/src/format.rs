@@ -174,12 +174,33 @@ impl RecordHead {
     }
 }
 
-/// Decodes one whole record of segment `segment` from exactly `bytes`: checks the
-/// checksum, the lengths and the sequence number, and decompresses the value.
+/// A record checked in place: where its key and value lie in the record's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRecord {
+    /// The sequence number of the write.
+    pub seq: SeqNo,
+    /// Where the key lies in the record's bytes.
+    pub key: std::ops::Range<usize>,
+    /// The value: where it lies in the record's bytes, or decompressed.
+    pub value: CheckedValue,
+}
+
+/// Where a checked record's value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedValue {
+    /// Stored as is, at this range of the record's bytes.
+    InPlace(std::ops::Range<usize>),
+    /// Stored compressed; here decompressed.
+    Decompressed(Vec<u8>),
+}
+
+/// Checks one whole record of segment `segment` in exactly `bytes` (checksum, lengths,
+/// sequence number) and decompresses its value if it is compressed; a plain value is
+/// not copied.
 ///
 /// # Errors
 /// A reason for the corruption, relative to the record's start.
-pub fn decode_record(segment: u64, bytes: &[u8]) -> std::result::Result<Record, String> {
+pub fn check_record(segment: u64, bytes: &[u8]) -> std::result::Result<CheckedRecord, String> {
     let head = RecordHead::parse(bytes).ok_or_else(|| {
         format!(
             "a record needs at least {RECORD_HEADER_LEN} bytes, {} are left",
@@ -204,8 +225,9 @@ pub fn decode_record(segment: u64, bytes: &[u8]) -> std::result::Result<Record, 
             head.seq
         ));
     }
-    let key = bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + head.key_len].to_vec();
-    let stored = &bytes[RECORD_HEADER_LEN + head.key_len..];
+    let key = RECORD_HEADER_LEN..RECORD_HEADER_LEN + head.key_len;
+    let stored_range = key.end..bytes.len();
+    let stored = &bytes[stored_range.clone()];
     let value = if head.flags & FLAG_ZSTD != 0 {
         // zstd expands at most about 32 768 times (an RLE block: 4 bytes for 128 KiB), so
         // a larger claim is damage or forgery; and the output buffer grows only with
@@ -231,13 +253,32 @@ pub fn decode_record(segment: u64, bytes: &[u8]) -> std::result::Result<Record, 
                 head.raw_len
             ));
         }
-        v
+        CheckedValue::Decompressed(v)
     } else {
-        stored.to_vec()
+        CheckedValue::InPlace(stored_range)
+    };
+    Ok(CheckedRecord {
+        seq: head.seq,
+        key,
+        value,
+    })
+}
+
+/// Decodes one whole record of segment `segment` from exactly `bytes`: checks the
+/// checksum, the lengths and the sequence number, and decompresses the value.
+///
+/// # Errors
+/// A reason for the corruption, relative to the record's start.
+pub fn decode_record(segment: u64, bytes: &[u8]) -> std::result::Result<Record, String> {
+    let checked = check_record(segment, bytes)?;
+    let key = bytes[checked.key].to_vec();
+    let value = match checked.value {
+        CheckedValue::InPlace(range) => bytes[range].to_vec(),
+        CheckedValue::Decompressed(v) => v,
     };
     Ok(Record {
         key,
-        seq: head.seq,
+        seq: checked.seq,
         value,
     })
 }

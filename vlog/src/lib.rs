@@ -19,9 +19,12 @@ pub mod fuzzing;
 mod pointer;
 mod segment;
 
-pub use format::{Record, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use format::{
+    CheckedRecord, CheckedValue, Record, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 pub use pointer::{ValuePointer, POINTER_LEN};
 pub use segment::{
-    read_value, scan_segment, segment_file_name, ScanOutcome, SegmentWriter, VlogCompression,
+    read_checked, read_value, scan_segment, segment_file_name, ScanOutcome, SegmentWriter,
+    VlogCompression,
 };
 pub use strata_wal::{Error, Result};

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use strata_wal::{Error, Fs, FsFile, Result, SeqNo};
 
 use crate::format::{
-    decode_record, encode_record, Record, RecordHead, SegmentHeader, FLAG_ZSTD, MAX_KEY_LEN,
-    MAX_VALUE_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    check_record, decode_record, encode_record, CheckedRecord, CheckedValue, Record, RecordHead,
+    SegmentHeader, FLAG_ZSTD, MAX_KEY_LEN, MAX_VALUE_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::pointer::ValuePointer;
 
@@ -258,9 +258,33 @@ impl SegmentWriter {
 /// outside the file's records, the checksum or lengths do not hold, the value does not
 /// decompress, or the key differs; I/O errors.
 pub fn read_value(file: &dyn FsFile, ptr: &ValuePointer, key: Option<&[u8]>) -> Result<Record> {
+    let (buf, checked) = read_checked(file, file.len()?, ptr, key)?;
+    let value = match checked.value {
+        CheckedValue::InPlace(range) => buf[range].to_vec(),
+        CheckedValue::Decompressed(v) => v,
+    };
+    Ok(Record {
+        key: buf[checked.key].to_vec(),
+        seq: checked.seq,
+        value,
+    })
+}
+
+/// Like [`read_value`] without copies: the record's bytes as read and where its key
+/// and value lie in them (a compressed value comes decompressed). `file_len` is the
+/// length the caller knows the segment has (a recorded segment's never changes), so
+/// no call asks the file system.
+///
+/// # Errors
+/// As [`read_value`].
+pub fn read_checked(
+    file: &dyn FsFile,
+    file_len: u64,
+    ptr: &ValuePointer,
+    key: Option<&[u8]>,
+) -> Result<(Vec<u8>, CheckedRecord)> {
     let path = file.path();
     let corrupt = |reason: String| Error::corruption(path, ptr.offset, reason);
-    let file_len = file.len()?;
     let end = ptr.offset.checked_add(u64::from(ptr.len));
     if ptr.offset < SEGMENT_HEADER_LEN as u64
         || (ptr.len as usize) < RECORD_HEADER_LEN
@@ -274,17 +298,18 @@ pub fn read_value(file: &dyn FsFile, ptr: &ValuePointer, key: Option<&[u8]>) -> 
     }
     let mut buf = vec![0u8; ptr.len as usize];
     file.read_exact_at(ptr.offset, &mut buf)?;
-    let record = decode_record(ptr.segment, &buf).map_err(corrupt)?;
+    let checked = check_record(ptr.segment, &buf).map_err(corrupt)?;
     if let Some(key) = key {
-        if record.key != key {
+        let stored = &buf[checked.key.clone()];
+        if stored != key {
             return Err(corrupt(format!(
                 "the record holds key {:?}, the pointer was for {:?}",
-                String::from_utf8_lossy(&record.key),
+                String::from_utf8_lossy(stored),
                 String::from_utf8_lossy(key)
             )));
         }
     }
-    Ok(record)
+    Ok((buf, checked))
 }
 
 /// What [`scan_segment`] found besides the records.
