@@ -589,18 +589,7 @@ pub(crate) fn compact_range(
     start: Option<&[u8]>,
     end: Option<&[u8]>,
 ) -> Result<()> {
-    let flag = loop {
-        inner.check_writable()?;
-        if ks.dropped.load(Ordering::SeqCst) {
-            return Err(Error::UnknownKeyspace(ks.name.clone()));
-        }
-        if let Some(flag) = take_flag(ks, false) {
-            break flag;
-        }
-        let (lock, cond) = &inner.progress;
-        let mut g = lock.lock();
-        cond.wait_for(&mut g, Duration::from_millis(20));
-    };
+    let flag = wait_for_compaction_flag(inner, ks)?;
     let view = ks.view();
     let version = &view.version;
     let tree = tree_desc(version);
@@ -617,6 +606,26 @@ pub(crate) fn compact_range(
     // Whatever the policy wants next (the manual merge may have filled a level).
     let _ = inner.jobs.send(crate::db::Job::Compact(ks.id));
     result
+}
+
+/// Takes `ks`'s compaction flag, waiting while another compaction or collection holds
+/// it.
+fn wait_for_compaction_flag<'a>(
+    inner: &DbInner,
+    ks: &'a KeyspaceInner,
+) -> Result<crate::background::WorkFlag<'a>> {
+    loop {
+        inner.check_writable()?;
+        if ks.dropped.load(Ordering::SeqCst) {
+            return Err(Error::UnknownKeyspace(ks.name.clone()));
+        }
+        if let Some(flag) = take_flag(ks, false) {
+            return Ok(flag);
+        }
+        let (lock, cond) = &inner.progress;
+        let mut g = lock.lock();
+        cond.wait_for(&mut g, Duration::from_millis(20));
+    }
 }
 
 /// The merge `compact_range` runs: the tables meeting `[start, end)`, closed under
@@ -827,18 +836,7 @@ pub(crate) fn gc_value_log(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<G
     if runs_with_pointers > 1 {
         compact_range(inner, ks, None, None)?;
     }
-    let flag = loop {
-        inner.check_writable()?;
-        if ks.dropped.load(Ordering::SeqCst) {
-            return Err(Error::UnknownKeyspace(ks.name.clone()));
-        }
-        if let Some(flag) = take_flag(ks, false) {
-            break flag;
-        }
-        let (lock, cond) = &inner.progress;
-        let mut g = lock.lock();
-        cond.wait_for(&mut g, Duration::from_millis(20));
-    };
+    let flag = wait_for_compaction_flag(inner, ks)?;
     let relocated_before = ks.counters.gc_relocated_bytes.load(Ordering::Relaxed);
     let mut report = GcReport::default();
     let result = (|| -> Result<()> {
