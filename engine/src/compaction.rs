@@ -250,6 +250,34 @@ struct Task {
     in_place: bool,
 }
 
+impl Task {
+    /// A step that copies no value forward and is no collection rewrite.
+    fn plain(
+        kind: TaskKind,
+        inputs: Vec<Arc<TableHandle>>,
+        output_level: usize,
+        run: u64,
+        bottommost: bool,
+    ) -> Task {
+        Task {
+            kind,
+            inputs,
+            output_level,
+            run,
+            bottommost,
+            relocate: BTreeSet::new(),
+            paced_gc: false,
+            in_place: false,
+        }
+    }
+
+    /// Deleting `inputs` whole (none: an edit that only removes unreferenced
+    /// value-log segments).
+    fn drop_tables(inputs: Vec<Arc<TableHandle>>) -> Task {
+        Task::plain(TaskKind::Drop, inputs, 0, 0, false)
+    }
+}
+
 /// Runs one step of `ks`'s policy if one is due. Returns whether one ran.
 pub(crate) fn compact_once(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     let Some(_flag) = take_flag(ks, false) else {
@@ -301,22 +329,14 @@ fn resolve(
             .collect()
     };
     match decision {
-        Decision::Move(m) => Ok(Task {
-            kind: TaskKind::Move,
-            inputs: handles(std::slice::from_ref(&m.table))?,
-            output_level: m.to_level,
-            run: run_for(inner, version, m.to_level, m.placement)?,
-            bottommost: false,
-            relocate: BTreeSet::new(),
-            paced_gc: false,
-            in_place: false,
-        }),
+        Decision::Move(m) => Ok(Task::plain(
+            TaskKind::Move,
+            handles(std::slice::from_ref(&m.table))?,
+            m.to_level,
+            run_for(inner, version, m.to_level, m.placement)?,
+            false,
+        )),
         Decision::Merge(m) => Ok(Task {
-            kind: TaskKind::Merge,
-            inputs: handles(&m.inputs)?,
-            output_level: m.output_level,
-            run: run_for(inner, version, m.output_level, m.placement)?,
-            bottommost: m.bottommost,
             // Values in segments due for collection move while the merge rewrites
             // their pointers anyway.
             relocate: crate::value_log::plan_gc(
@@ -324,19 +344,15 @@ fn resolve(
                 ks_options,
                 None,
             ),
-            paced_gc: false,
-            in_place: false,
+            ..Task::plain(
+                TaskKind::Merge,
+                handles(&m.inputs)?,
+                m.output_level,
+                run_for(inner, version, m.output_level, m.placement)?,
+                m.bottommost,
+            )
         }),
-        Decision::DropTables(refs) => Ok(Task {
-            kind: TaskKind::Drop,
-            inputs: handles(refs)?,
-            output_level: 0,
-            run: 0,
-            bottommost: false,
-            relocate: BTreeSet::new(),
-            paced_gc: false,
-            in_place: false,
-        }),
+        Decision::DropTables(refs) => Ok(Task::drop_tables(handles(refs)?)),
         _ => Err(Error::Internal(format!(
             "the compaction policy proposed a step the engine cannot run: {decision}"
         ))),
@@ -744,30 +760,17 @@ fn gc_round(inner: &DbInner, ks: &Arc<KeyspaceInner>, paced: bool) -> Result<Opt
     };
     if tables.is_empty() {
         // Only segments nothing points into: an edit that removes them.
-        let task = Task {
-            kind: TaskKind::Drop,
-            inputs: Vec::new(),
-            output_level: 0,
-            run: 0,
-            bottommost: false,
-            relocate: BTreeSet::new(),
-            paced_gc: false,
-            in_place: false,
-        };
-        if !step(task)? {
+        if !step(Task::drop_tables(Vec::new()))? {
             return Ok(None);
         }
     }
     for t in tables {
+        let (level, run) = (usize::from(t.meta.level.0), t.meta.run);
         let task = Task {
-            kind: TaskKind::Merge,
-            output_level: usize::from(t.meta.level.0),
-            run: t.meta.run,
-            inputs: vec![t],
-            bottommost: false,
             relocate: chosen.clone(),
             paced_gc: paced,
             in_place: true,
+            ..Task::plain(TaskKind::Merge, vec![t], level, run, false)
         };
         if !step(task)? || inner.is_closed() {
             return Ok(None);

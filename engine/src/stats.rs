@@ -145,25 +145,24 @@ impl Stats {
         ratio(written, self.user_bytes())
     }
 
-    /// Bytes of value-log records, all keyspaces.
-    pub fn vlog_bytes(&self) -> u64 {
+    /// `figure` summed over every value-log segment of every keyspace.
+    fn sum_segments(&self, figure: impl Fn(&SegmentStats) -> u64) -> u64 {
         self.keyspaces
             .iter()
             .flat_map(|k| &k.value_log)
-            .map(|s| s.bytes)
+            .map(figure)
             .sum()
+    }
+
+    /// Bytes of value-log records, all keyspaces.
+    pub fn vlog_bytes(&self) -> u64 {
+        self.sum_segments(|s| s.bytes)
     }
 
     /// Value-log garbage as a fraction of the value log, all keyspaces (0 when there
     /// is none).
     pub fn vlog_garbage_ratio(&self) -> f64 {
-        let garbage: u64 = self
-            .keyspaces
-            .iter()
-            .flat_map(|k| &k.value_log)
-            .map(|s| s.garbage_bytes)
-            .sum();
-        ratio(garbage, self.vlog_bytes())
+        ratio(self.sum_segments(|s| s.garbage_bytes), self.vlog_bytes())
     }
 
     /// Bytes on disk (tables and value log) per byte of live data. Live table data is
@@ -180,12 +179,7 @@ impl Stats {
             .map(|l| l.bytes)
             .sum();
         let live_tables: u64 = self.keyspaces.iter().map(|k| k.estimated_live_bytes).sum();
-        let vlog_live: u64 = self
-            .keyspaces
-            .iter()
-            .flat_map(|k| &k.value_log)
-            .map(|s| s.live_bytes)
-            .sum();
+        let vlog_live = self.sum_segments(|s| s.live_bytes);
         let total = tables + self.vlog_bytes();
         if total == 0 {
             1.0

@@ -138,11 +138,6 @@ impl SegmentHandle {
         self.obsolete.store(true, Ordering::SeqCst);
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
     /// Reads and checks the value `ptr` names, which must be `(key, seq)`'s. A plain
     /// value is a slice of the buffer it was read into: no copy.
     fn read(&self, ptr: &ValuePointer, key: &[u8], seq: SeqNo) -> Result<Bytes> {
@@ -175,8 +170,8 @@ impl Drop for SegmentHandle {
 
 /// Whether `(key, value)` fits one value-log record (whose length is a `u32`); a
 /// value too close to 4 GiB stays in the table.
-fn fits_a_record(key: &[u8], value: &[u8]) -> bool {
-    (strata_vlog::RECORD_HEADER_LEN + key.len() + value.len()) as u64 <= u64::from(u32::MAX)
+fn fits_a_record(key_len: usize, value_len: usize) -> bool {
+    (strata_vlog::RECORD_HEADER_LEN + key_len + value_len) as u64 <= u64::from(u32::MAX)
 }
 
 /// Decodes a pointer entry's value.
@@ -299,7 +294,7 @@ impl<'a> ValueSeparator<'a> {
         match kind {
             ValueKind::Put
                 if self.threshold.is_some_and(|t| value.len() >= t)
-                    && fits_a_record(user_key(ikey), value) =>
+                    && fits_a_record(user_key(ikey).len(), value.len()) =>
             {
                 let ptr = self.append(user_key(ikey), seq, value)?;
                 Ok(Some(ptr.encode()))
@@ -544,4 +539,51 @@ pub(crate) fn with_segments(
         map.remove(id);
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_too_close_to_4_gib_for_a_record_stays_inline() {
+        let key_len = 1;
+        let limit = u32::MAX as usize - strata_vlog::RECORD_HEADER_LEN - key_len;
+        assert!(fits_a_record(key_len, 16 << 10));
+        assert!(fits_a_record(key_len, limit));
+        assert!(!fits_a_record(key_len, limit + 1));
+        assert!(!fits_a_record(64 << 10, u32::MAX as usize));
+    }
+
+    fn usage(id: u64, record_bytes: u64, live_bytes: u64) -> SegmentUsage {
+        SegmentUsage {
+            id,
+            record_bytes,
+            live_bytes,
+        }
+    }
+
+    #[test]
+    fn gc_plans_by_ratio_then_by_the_space_bound_and_always_takes_dead_segments() {
+        let options = KeyspaceOptions::default(); // ratio 0.5, bound 1.5
+                                                  // 60% garbage: chosen by ratio; 30%: not, while the total stays in bounds.
+        let plan = plan_gc(
+            &[usage(1, 100, 40), usage(2, 100, 70), usage(3, 100, 100)],
+            &options,
+            None,
+        );
+        assert_eq!(plan.into_iter().collect::<Vec<_>>(), vec![1]);
+        // Every segment 40% garbage: 1.67x over the bound, so take segments until it holds.
+        let all = [usage(1, 100, 60), usage(2, 100, 60), usage(3, 100, 60)];
+        let plan = plan_gc(&all, &options, None);
+        assert!(!plan.is_empty() && plan.len() < 3, "{plan:?}");
+        // A dead segment is taken whatever the budget.
+        let plan = plan_gc(&[usage(1, 100, 0), usage(2, 100, 40)], &options, Some(1));
+        assert!(plan.contains(&1));
+        // The budget of live bytes to copy holds back a second live segment.
+        let plan = plan_gc(&[usage(1, 100, 40), usage(2, 100, 45)], &options, Some(50));
+        assert_eq!(plan.len(), 1);
+        // Nothing to do when nothing is garbage.
+        assert!(plan_gc(&[usage(1, 100, 100)], &options, None).is_empty());
+    }
 }

@@ -213,6 +213,26 @@ fn power_loss_at_every_sync_rename_remove_and_create_of_a_gc_run_loses_nothing()
             drop(db);
         }
     }
+    // An I/O error instead of power loss at every sync of the run (the manifest's
+    // among them, after which the edit may or may not be on disk): the collection
+    // fails and poisons the database, and whatever files it leaves, the reopened
+    // database holds every value.
+    for nth in 1..=counts[0] {
+        let fault = FaultFs::new(nth);
+        let fs: Arc<dyn Fs> = Arc::new(fault.clone());
+        let model = build(&fs);
+        let db = Db::open_with_fs(DIR, options(), Arc::clone(&fs)).expect("open");
+        db.wait_for_background_work().expect("settle");
+        let ks = db.keyspace("memories").expect("keyspace");
+        fault.inject(FaultRule::once(FaultOp::Sync, nth, FaultKind::Eio));
+        let failed = db.gc_value_log(&ks).is_err();
+        drop(ks);
+        drop(db);
+        fault.clear_faults();
+        let context = format!("EIO at sync #{nth}");
+        assert!(failed, "{context}: the collection reported success");
+        drop(verify(&fs, &fault, &model, &context));
+    }
     eprintln!("{crashes} crash points, calls per kind {counts:?}");
     assert!(crashes >= 6, "only {crashes} crash points");
 }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+mod common;
+
+use common::{vlog_file_bytes, vlog_files};
 use strata::{CompactionFilter, Db, Error, FilterDecision, KeyspaceOptions, Options, WriteOptions};
 
 fn separated() -> KeyspaceOptions {
@@ -34,23 +37,6 @@ fn no_gc() -> KeyspaceOptions {
 fn value(key: u32, version: u32, len: usize) -> Vec<u8> {
     let stamp = format!("k{key}v{version};");
     stamp.as_bytes().iter().copied().cycle().take(len).collect()
-}
-
-fn vlog_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".vlog"))
-        .collect();
-    names.sort();
-    names
-}
-
-fn vlog_file_bytes(dir: &Path) -> u64 {
-    vlog_files(dir)
-        .iter()
-        .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
-        .sum()
 }
 
 fn check_all(ks: &strata::Keyspace, model: &BTreeMap<u32, Vec<u8>>) {
@@ -332,18 +318,22 @@ fn deletes_stay_deleted_after_gc_and_reopen() {
     }
 }
 
+/// A closed database in `dir` whose keyspace "memories" holds twenty 5000-byte values
+/// in one segment.
+fn twenty_values_in_one_segment(dir: &Path) {
+    let db = Db::open(dir, Options::default()).unwrap();
+    let ks = db.create_keyspace("memories", separated()).unwrap();
+    for i in 0..20u32 {
+        ks.put(format!("key{i:05}"), value(i, 0, 5000)).unwrap();
+    }
+    ks.flush().unwrap();
+    db.close().unwrap();
+}
+
 #[test]
 fn a_damaged_value_is_corruption_naming_the_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path(), Options::default()).unwrap();
-        let ks = db.create_keyspace("memories", separated()).unwrap();
-        for i in 0..20u32 {
-            ks.put(format!("key{i:05}"), value(i, 0, 5000)).unwrap();
-        }
-        ks.flush().unwrap();
-        db.close().unwrap();
-    }
+    twenty_values_in_one_segment(dir.path());
     let files = vlog_files(dir.path());
     assert_eq!(files.len(), 1);
     let path = dir.path().join(&files[0]);
@@ -381,15 +371,7 @@ fn a_damaged_value_is_corruption_naming_the_segment_and_offset() {
 #[test]
 fn a_truncated_or_missing_segment_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path(), Options::default()).unwrap();
-        let ks = db.create_keyspace("memories", separated()).unwrap();
-        for i in 0..20u32 {
-            ks.put(format!("key{i:05}"), value(i, 0, 5000)).unwrap();
-        }
-        ks.flush().unwrap();
-        db.close().unwrap();
-    }
+    twenty_values_in_one_segment(dir.path());
     let name = vlog_files(dir.path()).remove(0);
     let path = dir.path().join(&name);
     let bytes = std::fs::read(&path).unwrap();

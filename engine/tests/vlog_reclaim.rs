@@ -7,9 +7,11 @@
 //!
 //! `STRATA_RECLAIM_MIB` scales the logical bytes written (default 1024).
 
-use std::collections::HashMap;
-use std::path::Path;
+mod common;
 
+use std::collections::HashMap;
+
+use common::vlog_file_bytes;
 use strata::{Db, KeyspaceOptions, Options};
 
 const VALUE: usize = 16 << 10;
@@ -25,15 +27,6 @@ fn value(key: u64, version: u64) -> Vec<u8> {
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
     v
-}
-
-fn vlog_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".vlog"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
 }
 
 #[test]
@@ -62,13 +55,13 @@ fn gc_holds_the_value_log_within_max_space_amplification_of_live_data() {
         versions.insert(key, n);
         if n % 8192 == 8191 {
             let live = versions.len() as u64 * VALUE as u64;
-            worst = worst.max(vlog_bytes(dir.path()) as f64 / live as f64);
+            worst = worst.max(vlog_file_bytes(dir.path()) as f64 / live as f64);
         }
     }
     db.wait_for_background_work().unwrap();
     let report = db.gc_value_log(&ks).unwrap();
     let live = versions.len() as u64 * VALUE as u64;
-    let on_disk = vlog_bytes(dir.path());
+    let on_disk = vlog_file_bytes(dir.path());
     let ratio = on_disk as f64 / live as f64;
     let stats = db.stats();
     let k = stats

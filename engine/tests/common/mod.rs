@@ -1,5 +1,6 @@
-//! Helpers shared by the process-kill tests: a seeded mixer, the child's line
-//! protocol, and starting this test binary again as a child.
+//! Helpers shared by the engine's integration tests: a seeded mixer, the child's line
+//! protocol and starting this test binary again as a child (process-kill tests), and
+//! the value-log files of a database directory.
 
 #![allow(dead_code)]
 
@@ -86,4 +87,32 @@ pub fn run_until_kill(
         record(&line.unwrap());
     }
     (killed, acks)
+}
+
+/// The value-log segment files of `dir`, by name.
+pub fn vlog_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the database directory")
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".vlog"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Bytes of the value-log segment files of `dir`, as the file system sees them.
+pub fn vlog_file_bytes(dir: &std::path::Path) -> u64 {
+    vlog_files(dir)
+        .iter()
+        .map(|n| {
+            std::fs::metadata(dir.join(n))
+                .expect("segment metadata")
+                .len()
+        })
+        .sum()
 }
