@@ -26,7 +26,7 @@ use crate::ids::{Level, TableId};
 use crate::iter::InternalIterator;
 use crate::key::{parse_internal_key, push_internal_key, user_key, ValueKind};
 use crate::manifest::{TableMeta, ValueRef, VersionEdit};
-use crate::snapshot::stripe;
+use crate::snapshot::Retention;
 use crate::table::{Table, TableBuildOptions, TableBuilder};
 use crate::value_log::{SegmentHandle, SegmentMap, ValueSeparator};
 use crate::version::{TableHandle, Version};
@@ -45,41 +45,36 @@ pub(crate) fn start_workers(inner: &Arc<DbInner>) -> Result<()> {
     Ok(())
 }
 
-/// Starts the thread that seals and flushes WAL-bypass writes older than their
-/// keyspace's `bypass_flush_interval`. It wakes every quarter of the shortest interval
-/// (and at least every 250 ms) and at every flush, compaction and close.
-pub(crate) fn start_bypass_flusher(inner: &Arc<DbInner>) -> Result<()> {
+/// Starts the housekeeping thread. It seals and flushes WAL-bypass writes older than
+/// their keyspace's `bypass_flush_interval`, notes time marks every
+/// `history_mark_interval` (and writes them to the manifest every few seconds), and
+/// with `wal_retention_age` deletes WAL segments that aged out. It wakes every
+/// quarter of the shortest bypass interval, every mark interval, at least every
+/// 250 ms, and at every flush, compaction and close.
+pub(crate) fn start_housekeeper(inner: &Arc<DbInner>) -> Result<()> {
     let db = Arc::clone(inner);
     let handle = std::thread::Builder::new()
-        .name("strata-bypass-flush".into())
-        .spawn(move || bypass_flush_loop(&db))
+        .name("strata-housekeeping".into())
+        .spawn(move || housekeeping_loop(&db))
         .map_err(|e| Error::io("spawn background thread", &inner.path, e))?;
     inner.workers().lock().push(handle);
     Ok(())
 }
 
-fn bypass_flush_loop(inner: &DbInner) {
+fn housekeeping_loop(inner: &DbInner) {
+    let mark_interval = inner.options.history_mark_interval;
+    let mut next_mark = std::time::Instant::now() + mark_interval;
     loop {
-        let mut tick = std::time::Duration::from_millis(250);
+        let mut tick = std::time::Duration::from_millis(250).min(mark_interval);
         if inner.poisoned().is_none() {
-            let keyspaces: Vec<Arc<KeyspaceInner>> =
-                inner.catalog.read().by_id.values().cloned().collect();
-            for ks in &keyspaces {
-                let Some(interval) = ks.options.bypass_flush_interval else {
-                    continue;
-                };
-                tick = tick.min((interval / 4).max(std::time::Duration::from_millis(1)));
-                let view = ks.view();
-                let overdue = |m: &crate::memtable::Memtable| {
-                    m.bypass_since().is_some_and(|t| t.elapsed() >= interval)
-                };
-                if overdue(&view.active) {
-                    inner.maybe_switch_memtable(ks, true);
-                }
-                // Sealed ones are queued already; queue again in case a busy worker
-                // passed over the job.
-                if view.sealed.iter().any(|s| overdue(&s.memtable)) {
-                    let _ = inner.jobs.send(Job::Flush(ks.id));
+            flush_overdue_bypass_writes(inner, &mut tick);
+            if std::time::Instant::now() >= next_mark {
+                next_mark = std::time::Instant::now() + mark_interval;
+                inner.note_time_mark();
+                // Failures poison the database (see `commit_edit`); writes report it.
+                let _ = inner.persist_marks_if_due(false);
+                if inner.options.wal_retention_age.is_some() {
+                    let _ = inner.release_wal();
                 }
             }
         }
@@ -90,6 +85,30 @@ fn bypass_flush_loop(inner: &DbInner) {
             return;
         }
         cond.wait_for(&mut g, tick);
+    }
+}
+
+/// Seals and queues for flush every memtable holding bypass writes older than its
+/// keyspace's interval; shortens `tick` to a quarter of the shortest interval.
+fn flush_overdue_bypass_writes(inner: &DbInner, tick: &mut std::time::Duration) {
+    let keyspaces: Vec<Arc<KeyspaceInner>> = inner.catalog.read().by_id.values().cloned().collect();
+    for ks in &keyspaces {
+        let Some(interval) = ks.options.bypass_flush_interval else {
+            continue;
+        };
+        *tick = (*tick).min((interval / 4).max(std::time::Duration::from_millis(1)));
+        let view = ks.view();
+        let overdue = |m: &crate::memtable::Memtable| {
+            m.bypass_since().is_some_and(|t| t.elapsed() >= interval)
+        };
+        if overdue(&view.active) {
+            inner.maybe_switch_memtable(ks, true);
+        }
+        // Sealed ones are queued already; queue again in case a busy worker
+        // passed over the job.
+        if view.sealed.iter().any(|s| overdue(&s.memtable)) {
+            let _ = inner.jobs.send(Job::Flush(ks.id));
+        }
     }
 }
 
@@ -220,7 +239,7 @@ pub(crate) enum Verdict {
 
 /// Decides, entry by entry in internal-key order, which versions an output keeps.
 pub(crate) struct VersionFilter<'a> {
-    pinned: &'a [SeqNo],
+    retention: &'a Retention,
     bottommost: bool,
     tombstones: &'a [(Vec<u8>, SeqNo)],
     user_filter: Option<&'a dyn CompactionFilter>,
@@ -234,13 +253,13 @@ pub(crate) struct VersionFilter<'a> {
 
 impl<'a> VersionFilter<'a> {
     pub(crate) fn new(
-        pinned: &'a [SeqNo],
+        retention: &'a Retention,
         bottommost: bool,
         tombstones: &'a [(Vec<u8>, SeqNo)],
         user_filter: Option<&'a dyn CompactionFilter>,
     ) -> Self {
         VersionFilter {
-            pinned,
+            retention,
             bottommost,
             tombstones,
             user_filter,
@@ -261,7 +280,7 @@ impl<'a> VersionFilter<'a> {
     pub(crate) fn decide(&mut self, ikey: &[u8], value: &[u8]) -> Result<Verdict> {
         let p = parse_internal_key(ikey)
             .ok_or_else(|| Error::corruption("(compaction input)", 0, "malformed internal key"))?;
-        let stripe_of = stripe(self.pinned, p.seq);
+        let stripe_of = self.retention.stripe(p.seq);
         let same_key = self.last_stripe.is_some() && self.last_key == p.user_key;
         if same_key && self.last_stripe == Some(stripe_of) {
             // A newer version in the same stripe hides this one from every reader.
@@ -272,7 +291,7 @@ impl<'a> VersionFilter<'a> {
         self.last_stripe = Some(stripe_of);
         // Nothing older survives below, and no snapshot needs a tombstone here.
         let tombstone_unneeded =
-            self.bottommost && self.pinned.first().is_none_or(|oldest| *oldest >= p.seq);
+            self.bottommost && self.retention.oldest().is_none_or(|oldest| oldest >= p.seq);
         if p.kind == ValueKind::Delete {
             return Ok(if tombstone_unneeded {
                 Verdict::Skip
@@ -282,13 +301,14 @@ impl<'a> VersionFilter<'a> {
         }
         if p.kind.is_value() {
             let covered = self.tombstones.iter().any(|(prefix, t)| {
-                *t > p.seq && p.user_key.starts_with(prefix) && stripe(self.pinned, *t) == stripe_of
+                *t > p.seq && p.user_key.starts_with(prefix) && self.retention.stripe(*t) == stripe_of
             });
             if covered {
                 return Ok(Verdict::Skip);
             }
-            // The newest version, seen by no pinned snapshot: the user filter's to judge.
-            if let (Some(f), true) = (self.user_filter, stripe_of == SeqNo::MAX) {
+            // The newest version, seen by no snapshot and outside the history window:
+            // the user filter's to judge.
+            if let (Some(f), true) = (self.user_filter, self.retention.latest_only(stripe_of)) {
                 let resolved;
                 let value = if p.kind == ValueKind::Pointer {
                     let segments = self.segments.ok_or_else(|| {
@@ -564,11 +584,11 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
     };
     // Every write the memtable owns must be in it before it is read.
     inner.publisher.wait_visible(sealed.end.prev());
-    let pinned = inner.snapshots.pinned();
+    let retention = inner.retention(ks);
     let no_relocation = BTreeSet::new();
     let no_sources = SegmentMap::new();
     let output = if !sealed.memtable.is_empty() {
-        let mut filter = VersionFilter::new(&pinned, false, &[], None);
+        let mut filter = VersionFilter::new(&retention, false, &[], None);
         let mut it = sealed.memtable.iter();
         let spec = OutputSpec {
             level: Level(0),
@@ -604,6 +624,7 @@ fn flush_oldest_inner(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
         added_tables: handles.iter().map(|h| (ks.id, h.meta.clone())).collect(),
         added_segments: segments.iter().map(|s| (ks.id, s.meta)).collect(),
         flushed_seqs: vec![(ks.id, sealed.end.prev())],
+        history_floors: retention.horizon.map(|h| (ks.id, h)).into_iter().collect(),
         added_prefix_tombstones: tombstones
             .iter()
             .map(|(p, s)| (ks.id, p.clone(), *s))
@@ -678,11 +699,16 @@ pub(crate) fn discard(handles: &[Arc<TableHandle>]) {
     }
 }
 
-/// When the WAL holds more than `max_wal_bytes`, seals the memtable holding the
-/// oldest unflushed write, so its segments can go.
+/// When the WAL segments recovery needs hold more than `max_wal_bytes`, seals the
+/// memtable holding the oldest unflushed write, so its segments can go. (Segments
+/// kept only for change-stream retention do not count.)
 pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
-    let segments = inner.wal.segments().len() as u64;
-    if segments.saturating_mul(inner.options.wal_segment_bytes) <= inner.options.max_wal_bytes {
+    let segments = inner.wal.segments();
+    let over = |count: usize| {
+        (count as u64).saturating_mul(inner.options.wal_segment_bytes)
+            > inner.options.max_wal_bytes
+    };
+    if !over(segments.len()) {
         return;
     }
     let bypass = inner.bypass_keyspaces();
@@ -701,9 +727,15 @@ pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
             })
             .filter(|(_, ks)| !ks.view().active.is_empty())
             .min_by_key(|(seq, _)| *seq)
-            .map(|(_, ks)| ks)
     };
-    if let Some(ks) = oldest {
-        inner.maybe_switch_memtable(&ks, true);
+    if let Some((flushed, ks)) = oldest {
+        // Segments from the one holding the oldest unflushed write on.
+        let needed = 1 + segments
+            .windows(2)
+            .filter(|pair| pair[1].1 > flushed.plus(1))
+            .count();
+        if over(needed) {
+            inner.maybe_switch_memtable(&ks, true);
+        }
     }
 }

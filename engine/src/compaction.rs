@@ -400,6 +400,8 @@ fn run_task(
 ) -> Result<bool> {
     let level = Level(task.output_level as u8);
     let mut filtered = 0;
+    // The history floor a merge relied on, recorded with its result.
+    let mut history_floor = None;
     let output: BuildOutput = match task.kind {
         TaskKind::Move => BuildOutput {
             tables: task
@@ -428,11 +430,12 @@ fn run_task(
             relocated_bytes: 0,
         },
         TaskKind::Merge => {
-            let pinned = inner.snapshots.pinned();
+            let retention = inner.retention(ks);
+            history_floor = retention.horizon;
             let tombstones = version.prefix_tombstones.as_ref().clone();
             let user_filter = ks.filter.read().clone();
             let mut filter = VersionFilter::new(
-                &pinned,
+                &retention,
                 task.bottommost,
                 &tombstones,
                 user_filter.as_deref(),
@@ -463,7 +466,7 @@ fn run_task(
             built
         }
     };
-    if !install(inner, ks, &task, &output)? {
+    if !install(inner, ks, &task, &output, history_floor)? {
         return Ok(false);
     }
     ks.counters.filtered.fetch_add(filtered, Ordering::Relaxed);
@@ -501,6 +504,7 @@ fn install(
     ks: &Arc<KeyspaceInner>,
     task: &Task,
     output: &BuildOutput,
+    history_floor: Option<SeqNo>,
 ) -> Result<bool> {
     let outputs = &output.tables;
     let is_move = task.kind == TaskKind::Move;
@@ -565,6 +569,7 @@ fn install(
             removed_prefix_tombstones: done.iter().map(|(p, s)| (ks.id, p.clone(), *s)).collect(),
             added_segments: output.segments.iter().map(|s| (ks.id, s.meta)).collect(),
             removed_segments: unreferenced.iter().map(|id| (ks.id, *id)).collect(),
+            history_floors: history_floor.map(|h| (ks.id, h)).into_iter().collect(),
             ..VersionEdit::default()
         };
         // Inputs are deleted below: the edit must be beyond doubt first (marked).

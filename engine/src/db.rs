@@ -41,6 +41,7 @@ use crate::manifest::{
 };
 use crate::memtable::{Memtable, PreparedEntry};
 use crate::merge::{LevelIterator, MergingIterator};
+use crate::history::{unix_millis, TimeMark, TimeMarks};
 use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
 use crate::snapshot::{SnapshotGuard, SnapshotList};
 use crate::table::Table;
@@ -290,6 +291,10 @@ pub(crate) struct KeyspaceInner {
     pub slowdown_next: Mutex<std::time::Instant>,
     /// Paces background value-log collection (`vlog_gc_bytes_per_sec`).
     pub gc_pacer: Option<crate::rate_limit::RateLimiter>,
+    /// Reads at sequence numbers below this are no longer exact: flushes and
+    /// compactions may have collected versions they needed (`crate::history`). Only
+    /// grows; moved under the snapshot list's lock.
+    pub history_floor: AtomicU64,
 }
 
 impl KeyspaceInner {
@@ -323,6 +328,7 @@ impl KeyspaceInner {
             filter: RwLock::new(None),
             slowdown_next: Mutex::new(std::time::Instant::now()),
             gc_pacer,
+            history_floor: AtomicU64::new(0),
         };
         crate::compaction::refresh_pressure(&ks);
         Ok(ks)
@@ -346,6 +352,22 @@ impl KeyspaceInner {
     pub(crate) fn view(&self) -> Arc<View> {
         Arc::clone(&self.view.read())
     }
+
+    /// Whether the keyspace keeps a history window.
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.options.history_seqs.is_some() || self.options.history_age.is_some()
+    }
+}
+
+/// Time marks noted while the database runs (`crate::history`).
+#[derive(Debug, Default)]
+pub(crate) struct MarkBook {
+    /// Every mark, persisted or not.
+    pub marks: TimeMarks,
+    /// Marks not yet in the manifest.
+    pub pending: Vec<TimeMark>,
+    /// When pending marks were last written to the manifest.
+    pub persisted_at: Option<std::time::Instant>,
 }
 
 /// Keyspaces by id and by name.
@@ -438,6 +460,9 @@ pub(crate) struct DbInner {
     pub cache: Arc<BlockCache>,
     pub catalog: RwLock<Catalog>,
     pub meta: Mutex<Meta>,
+    /// Time marks. Lock order: `meta`, then the snapshot list, then this; nothing
+    /// else is locked while this is held.
+    pub marks: Mutex<MarkBook>,
     pub next_file: AtomicU64,
     pub snapshots: Arc<SnapshotList>,
     pub jobs: crossbeam_channel::Sender<Job>,
@@ -504,6 +529,9 @@ pub struct Keyspace {
 pub struct Snapshot {
     pub(crate) db: Arc<DbHandle>,
     pub(crate) guard: SnapshotGuard,
+    /// Keyspaces whose history no longer held the sequence number when it was pinned
+    /// (only for [`Db::snapshot_at`]); reads of them fail.
+    pub(crate) unretained: crate::history::Unretained,
 }
 
 /// One write request, borrowed from the caller.
@@ -748,6 +776,7 @@ impl Db {
         Snapshot {
             db: Arc::clone(&self.handle),
             guard: inner.snapshots.pin_current(|| inner.publisher.visible()),
+            unretained: Arc::default(),
         }
     }
 
@@ -889,6 +918,14 @@ impl DbInner {
             fs.create_dir_all(path)?;
         }
         let lock = fs.lock(&path.join(LOCK_FILE))?;
+        if crate::checkpoint::is_incomplete(fs.as_ref(), path)? {
+            return Err(Error::corruption(
+                path.join(crate::checkpoint::INCOMPLETE_MARKER),
+                0,
+                "a checkpoint, backup or restore into this directory was interrupted, so it \
+                 is not a complete database; delete the directory and make the copy again",
+            ));
+        }
         let names = fs.list(path)?;
         let current_path = path.join(CURRENT);
         let (mut state, previous_manifest) = if names.iter().any(|n| n == CURRENT) {
@@ -1108,6 +1145,33 @@ impl DbInner {
             },
         )?;
         let visible = seq.peek_next().prev();
+        // History floors: a keyspace without a window may have had anything up to
+        // now collected; one with a window keeps what its last flush or compaction
+        // promised.
+        for ks in by_id.values() {
+            let floor = if ks.keeps_history() {
+                state
+                    .keyspaces
+                    .get(&ks.id)
+                    .map_or(SeqNo(0), |k| k.history_floor)
+            } else {
+                visible
+            };
+            ks.history_floor.store(floor.0, Ordering::SeqCst);
+        }
+        // Marks past what recovery found were noted before a crash took those writes;
+        // the sequence numbers will be reused, so the marks go.
+        let mut marks = state.time_marks.clone();
+        let stale_marks = marks.last().is_some_and(|m| m.seq > visible);
+        marks.retain_range(SeqNo(0), visible);
+        let mut pending = Vec::new();
+        let now = TimeMark {
+            seq: visible,
+            unix_millis: unix_millis(std::time::SystemTime::now()),
+        };
+        if marks.push(now) {
+            pending.push(now);
+        }
         let next_file = state.next_file_number;
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let mut catalog = Catalog::default();
@@ -1127,6 +1191,11 @@ impl DbInner {
             cache,
             catalog: RwLock::new(catalog),
             meta: Mutex::new(Meta { manifest, state }),
+            marks: Mutex::new(MarkBook {
+                marks,
+                pending,
+                persisted_at: None,
+            }),
             next_file: AtomicU64::new(next_file),
             snapshots: Arc::new(SnapshotList::default()),
             jobs,
@@ -1142,8 +1211,21 @@ impl DbInner {
             rate_limiter,
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         });
+        if stale_marks {
+            let edit = VersionEdit {
+                time_marks: Some(crate::manifest::TimeMarkEdit {
+                    keep_from: SeqNo(0),
+                    keep_to: visible,
+                    added: Vec::new(),
+                }),
+                ..VersionEdit::default()
+            };
+            let mut meta = inner.meta.lock();
+            inner.commit_edit(&mut meta, &edit, true)?;
+        }
+        inner.persist_marks()?;
         crate::background::start_workers(&inner)?;
-        crate::background::start_bypass_flusher(&inner)?;
+        crate::background::start_housekeeper(&inner)?;
         let all: Vec<Arc<KeyspaceInner>> = inner.catalog.read().by_id.values().cloned().collect();
         for ks in &all {
             inner.maybe_switch_memtable(ks, false);
@@ -1764,6 +1846,9 @@ impl DbInner {
                 .map(|(_, k)| k.flushed_seq.plus(1))
                 .min()
                 .unwrap_or_else(|| self.publisher.visible().plus(1));
+            let needed = self
+                .wal_retention_point()
+                .map_or(needed, |kept| needed.min(kept));
             // The edits that moved the flushed points must be declared durable first.
             meta.manifest
                 .mark_durable()
@@ -1772,6 +1857,47 @@ impl DbInner {
         };
         self.wal.remove_segments_before(oldest_needed)?;
         Ok(())
+    }
+
+    /// The first sequence number of the oldest WAL segment the change-stream
+    /// retention (`wal_retention_bytes`, `wal_retention_age`) keeps, if any.
+    ///
+    /// A sealed segment is kept while the newer segments hold less than
+    /// `wal_retention_bytes`, or while it was sealed less than `wal_retention_age`
+    /// ago (dated by the first time mark that reached its last sequence number; not
+    /// yet reached means sealed just now).
+    fn wal_retention_point(&self) -> Option<SeqNo> {
+        let bytes = self.options.wal_retention_bytes;
+        let age = self.options.wal_retention_age;
+        if bytes == 0 && age.is_none() {
+            return None;
+        }
+        let segments = self.wal.segments();
+        let now = unix_millis(std::time::SystemTime::now());
+        let mut newer_bytes = 0u64;
+        let mut kept = None;
+        for (i, (id, first)) in segments.iter().enumerate().rev() {
+            let keep = match segments.get(i + 1) {
+                None => true,
+                Some((_, next_first)) => {
+                    newer_bytes < bytes
+                        || age.is_some_and(|age| {
+                            let sealed = self.marks.lock().marks.reaching(next_first.prev());
+                            sealed.is_none_or(|m| {
+                                now.saturating_sub(m.unix_millis)
+                                    < crate::history::duration_millis(age)
+                            })
+                        })
+                }
+            };
+            if !keep {
+                break;
+            }
+            kept = Some(*first);
+            let path = self.wal.dir().join(strata_wal::segment::segment_file_name(*id));
+            newer_bytes += self.fs.open(&path).and_then(|f| f.len()).unwrap_or(0);
+        }
+        kept
     }
 
     /// Point lookup in `ks` at `snapshot` (a pinned sequence number), or as of now.
@@ -1900,7 +2026,15 @@ impl DbInner {
         for w in workers {
             let _ = w.join();
         }
-        let result = self.wal.close().map_err(Error::from).and(bypass_flushed);
+        // The marks noted since the last write to the manifest, and one for now.
+        self.note_time_mark();
+        let marks_persisted = self.persist_marks();
+        let result = self
+            .wal
+            .close()
+            .map_err(Error::from)
+            .and(bypass_flushed)
+            .and(marks_persisted);
         // A flush or compaction running in a user thread checks `closed` under this
         // lock before it writes the manifest: once we hold it, none will.
         let _meta = self.meta.lock();
@@ -2171,12 +2305,16 @@ impl Keyspace {
         lower: Option<Vec<u8>>,
         upper: Option<Vec<u8>>,
     ) -> Iter {
-        if snapshot.is_some_and(|s| s.db.inner.instance != self.instance()) {
-            return Iter::new(Box::new(|| {
-                Err(Error::InvalidArgument(
-                    "the keyspace belongs to another database than the snapshot".into(),
-                ))
-            }));
+        if let Some(s) = snapshot {
+            if let Err(e) = s.check_readable(self) {
+                // Reported by the first step; later steps report it again in short.
+                let mut first = Some(e);
+                return Iter::new(Box::new(move || {
+                    Err(first.take().unwrap_or_else(|| {
+                        Error::InvalidArgument("the snapshot cannot read this keyspace".into())
+                    }))
+                }));
+            }
         }
         let db = Arc::clone(&self.db);
         let ks = Arc::clone(&self.ks);
@@ -2266,13 +2404,15 @@ impl Keyspace {
 }
 
 impl Snapshot {
-    fn check_same_db(&self, keyspace: &Keyspace) -> Result<()> {
+    /// Fails unless `keyspace` is of this snapshot's database and holds its sequence
+    /// number.
+    fn check_readable(&self, keyspace: &Keyspace) -> Result<()> {
         if keyspace.instance() != self.db.inner.instance {
             return Err(Error::InvalidArgument(
                 "the keyspace belongs to another database than the snapshot".into(),
             ));
         }
-        Ok(())
+        crate::history::check_retained(self, keyspace.ks.id)
     }
 
     /// The sequence number this snapshot reads at.
@@ -2287,7 +2427,7 @@ impl Snapshot {
     pub fn get(&self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         check_key(key)?;
-        self.check_same_db(keyspace)?;
+        self.check_readable(keyspace)?;
         self.db.inner.get(&keyspace.ks, key, Some(self.guard.seq()))
     }
 
@@ -2316,7 +2456,7 @@ impl Snapshot {
     /// # Errors
     /// [`Error::Closed`], [`Error::UnknownKeyspace`].
     pub fn cursor(&self, keyspace: &Keyspace) -> Result<Cursor> {
-        self.check_same_db(keyspace)?;
+        self.check_readable(keyspace)?;
         self.db.inner.cursor(
             &keyspace.ks,
             self.guard.seq(),

@@ -8,6 +8,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use strata_wal::SeqNo;
+
 /// Result alias of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -54,6 +56,33 @@ pub enum Error {
     /// A bug in Strata: an internal check failed. The database refuses writes until
     /// reopened; please report the message.
     Internal(String),
+    /// A read at a past sequence number, or a change stream, asked for history that
+    /// is no longer (or never was) kept.
+    HistoryUnavailable {
+        /// What does not hold it: a keyspace, every keyspace, the WAL.
+        scope: String,
+        /// The sequence number asked for.
+        requested: SeqNo,
+        /// The oldest sequence number `scope` still holds.
+        oldest: SeqNo,
+    },
+    /// A read at a wall-clock time the database has no record of.
+    TimeUnavailable {
+        /// The time asked for, in milliseconds since the Unix epoch.
+        requested_unix_millis: u64,
+        /// The oldest time recorded, if any.
+        oldest_unix_millis: Option<u64>,
+        /// The time of the request.
+        now_unix_millis: u64,
+    },
+    /// A replica was given a change batch that does not follow what it applied:
+    /// batches in between are missing.
+    ReplicationGap {
+        /// The last sequence number the replica applied.
+        applied: SeqNo,
+        /// The batch covers changes after this sequence number.
+        batch_since: SeqNo,
+    },
 }
 
 impl Error {
@@ -148,6 +177,44 @@ impl fmt::Display for Error {
             ),
             Error::KeyspaceExists(name) => write!(f, "a keyspace named {name:?} already exists"),
             Error::Closed => write!(f, "the database is closed; open it again to continue"),
+            Error::HistoryUnavailable {
+                scope,
+                requested,
+                oldest,
+            } => write!(
+                f,
+                "history at sequence number {requested} is not held by {scope}: the oldest \
+                 it holds is {oldest}. Widen the history window (KeyspaceOptions::\
+                 history_seqs / history_age) or the WAL retention (Options::\
+                 wal_retention_bytes / wal_retention_age), or re-seed from a checkpoint"
+            ),
+            Error::TimeUnavailable {
+                requested_unix_millis,
+                oldest_unix_millis,
+                now_unix_millis,
+            } => match oldest_unix_millis {
+                Some(oldest) if requested_unix_millis <= now_unix_millis => write!(
+                    f,
+                    "no record of the database at {requested_unix_millis} ms since the Unix \
+                     epoch: the oldest time recorded is {oldest} ms"
+                ),
+                _ if requested_unix_millis > now_unix_millis => write!(
+                    f,
+                    "{requested_unix_millis} ms since the Unix epoch is in the future (now \
+                     is {now_unix_millis} ms)"
+                ),
+                _ => write!(f, "the database has no time record yet"),
+            },
+            Error::ReplicationGap {
+                applied,
+                batch_since,
+            } => write!(
+                f,
+                "replication gap: the replica applied up to sequence number {applied} but \
+                 the batch follows {batch_since}; ask the primary for \
+                 changes_since({applied}), or re-seed from a checkpoint if it no longer \
+                 holds them"
+            ),
             Error::Internal(m) => write!(
                 f,
                 "internal error (a bug in Strata; please report it): {m}. The database \

@@ -30,11 +30,15 @@
 //! Module map: `memtable`, `table` (sorted tables), `cache` (block cache), `manifest`
 //! and `version` (what tables exist), `db` (open, recovery, read and write paths),
 //! `background` (flush and compaction), `value_log` (key-value separation and its
-//! garbage collection), `db_iter` (user iterators), `stats`.
+//! garbage collection), `db_iter` (user iterators), `stats`, `history` (time marks,
+//! retention windows, reads in the past), `checkpoint` (checkpoints, backups,
+//! restores), `changes` (the change stream and replicas), `verify` (offline checks).
 
 mod background;
 pub mod batch;
 pub mod cache;
+pub mod changes;
+pub mod checkpoint;
 mod compaction;
 pub mod compaction_filter;
 mod db;
@@ -42,6 +46,7 @@ mod db_iter;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod history;
 pub mod ids;
 pub mod iter;
 pub mod key;
@@ -54,9 +59,12 @@ pub mod snapshot;
 pub mod stats;
 pub mod table;
 pub mod value_log;
+pub mod verify;
 pub mod version;
 
 pub use batch::WriteBatch;
+pub use changes::{Applied, Change, ChangeBatch, ChangeOp, ChangeStream, Replica};
+pub use checkpoint::CheckpointInfo;
 pub use bytes::Bytes;
 pub use compaction_filter::{CompactionFilter, FilterDecision, TtlFilter};
 pub use db::{Db, DbBuilder, Keyspace, Snapshot, DEFAULT_KEYSPACE};

@@ -24,6 +24,7 @@ use strata_wal::record::{
 use strata_wal::{Fs, FsFile, SeqNo};
 
 use crate::error::{Error, Result};
+use crate::history::{TimeMark, TimeMarks};
 use crate::ids::{KeyspaceId, Level, TableId};
 
 /// First eight bytes of a manifest file.
@@ -130,6 +131,24 @@ pub struct VersionEdit {
     pub added_segments: Vec<(KeyspaceId, SegmentMeta)>,
     /// Value-log segments removed (no table points into them any more).
     pub removed_segments: Vec<(KeyspaceId, u64)>,
+    /// Per keyspace: the history floor a flush or compaction relied on (reads at
+    /// sequence numbers below it are no longer exact).
+    pub history_floors: Vec<(KeyspaceId, SeqNo)>,
+    /// Changes to the time marks.
+    pub time_marks: Option<TimeMarkEdit>,
+}
+
+/// A change to the time marks: keep the marks with `keep_from <= seq <= keep_to`,
+/// then append `added` (each after the newest kept mark).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeMarkEdit {
+    /// Marks below this sequence number are forgotten.
+    pub keep_from: SeqNo,
+    /// Marks above this sequence number are forgotten (a recovery that found the
+    /// log shorter than the marks).
+    pub keep_to: SeqNo,
+    /// New marks, ascending.
+    pub added: Vec<TimeMark>,
 }
 
 /// Field tags of an encoded edit. Stored on disk: only ever added.
@@ -150,6 +169,8 @@ mod tag {
     pub const ADD_TABLE_WITH_VALUE_REFS: u64 = 12;
     pub const ADD_VALUE_SEGMENT: u64 = 13;
     pub const REMOVE_VALUE_SEGMENT: u64 = 14;
+    pub const HISTORY_FLOOR: u64 = 15;
+    pub const TIME_MARKS: u64 = 16;
 }
 
 impl VersionEdit {
@@ -251,6 +272,26 @@ impl VersionEdit {
                 put_varint(&mut b, seq.0);
                 field(t, b);
             }
+        }
+        for (ks, seq) in &self.history_floors {
+            let mut b = Vec::new();
+            put_varint(&mut b, u64::from(ks.0));
+            put_varint(&mut b, seq.0);
+            field(tag::HISTORY_FLOOR, b);
+        }
+        if let Some(m) = &self.time_marks {
+            let mut b = Vec::new();
+            put_varint(&mut b, m.keep_from.0);
+            put_varint(&mut b, m.keep_to.0);
+            put_varint(&mut b, m.added.len() as u64);
+            // Deltas from the previous mark: a few bytes each.
+            let (mut seq, mut millis) = (0u64, 0u64);
+            for mark in &m.added {
+                put_varint(&mut b, mark.seq.0.wrapping_sub(seq));
+                put_varint(&mut b, mark.unix_millis.wrapping_sub(millis));
+                (seq, millis) = (mark.seq.0, mark.unix_millis);
+            }
+            field(tag::TIME_MARKS, b);
         }
         out
     }
@@ -376,6 +417,35 @@ impl VersionEdit {
                     edit.removed_segments
                         .push((ks, b.varint().ok_or_else(bad)?));
                 }
+                tag::HISTORY_FLOOR => {
+                    let ks = KeyspaceId(b.varint_u32().ok_or_else(bad)?);
+                    edit.history_floors
+                        .push((ks, SeqNo(b.varint().ok_or_else(bad)?)));
+                }
+                tag::TIME_MARKS => {
+                    let keep_from = SeqNo(b.varint().ok_or_else(bad)?);
+                    let keep_to = SeqNo(b.varint().ok_or_else(bad)?);
+                    let count = b.varint().ok_or_else(bad)?;
+                    // Each mark takes at least two bytes: no allocation past the input.
+                    if count > b.remaining() as u64 / 2 {
+                        return Err(bad());
+                    }
+                    let mut added = Vec::with_capacity(count as usize);
+                    let (mut seq, mut millis) = (0u64, 0u64);
+                    for _ in 0..count {
+                        seq = seq.wrapping_add(b.varint().ok_or_else(bad)?);
+                        millis = millis.wrapping_add(b.varint().ok_or_else(bad)?);
+                        added.push(TimeMark {
+                            seq: SeqNo(seq),
+                            unix_millis: millis,
+                        });
+                    }
+                    edit.time_marks = Some(TimeMarkEdit {
+                        keep_from,
+                        keep_to,
+                        added,
+                    });
+                }
                 other => {
                     return Err(format!(
                         "unknown field tag {other}: written by a newer version of Strata?"
@@ -401,6 +471,8 @@ pub struct ManifestState {
     pub last_seq: SeqNo,
     /// Live keyspaces.
     pub keyspaces: BTreeMap<KeyspaceId, KeyspaceState>,
+    /// When sequence numbers were visible (see `crate::history`).
+    pub time_marks: TimeMarks,
 }
 
 /// One keyspace's persistent state.
@@ -416,6 +488,8 @@ pub struct KeyspaceState {
     pub prefix_tombstones: Vec<(Vec<u8>, SeqNo)>,
     /// Value-log segments by id.
     pub segments: BTreeMap<u64, SegmentMeta>,
+    /// Reads below this sequence number are no longer exact (`crate::history`).
+    pub history_floor: SeqNo,
 }
 
 impl ManifestState {
@@ -520,6 +594,21 @@ impl ManifestState {
                 return Err(format!("removed prefix tombstone at {seq} does not exist"));
             }
         }
+        for (ks, seq) in &edit.history_floors {
+            let state = self.keyspace_mut(*ks)?;
+            state.history_floor = state.history_floor.max(*seq);
+        }
+        if let Some(m) = &edit.time_marks {
+            self.time_marks.retain_range(m.keep_from, m.keep_to);
+            for mark in &m.added {
+                if !self.time_marks.push(*mark) {
+                    return Err(format!(
+                        "time mark ({}, {} ms) does not follow the newest one",
+                        mark.seq, mark.unix_millis
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -535,6 +624,11 @@ impl ManifestState {
             next_file_number: Some(self.next_file_number),
             next_keyspace_id: Some(self.next_keyspace_id),
             last_seq: Some(self.last_seq),
+            time_marks: (!self.time_marks.is_empty()).then(|| TimeMarkEdit {
+                keep_from: SeqNo(0),
+                keep_to: SeqNo::MAX,
+                added: self.time_marks.as_slice().to_vec(),
+            }),
             ..VersionEdit::default()
         };
         for (id, ks) in &self.keyspaces {
@@ -546,6 +640,9 @@ impl ManifestState {
             edit.added_tables
                 .extend(ks.tables.values().map(|t| (*id, t.clone())));
             edit.flushed_seqs.push((*id, ks.flushed_seq));
+            if ks.history_floor > SeqNo(0) {
+                edit.history_floors.push((*id, ks.history_floor));
+            }
             edit.added_prefix_tombstones.extend(
                 ks.prefix_tombstones
                     .iter()
@@ -895,6 +992,21 @@ mod tests {
                 },
             )],
             removed_segments: vec![],
+            history_floors: vec![(KeyspaceId(2), SeqNo(30))],
+            time_marks: Some(TimeMarkEdit {
+                keep_from: SeqNo(5),
+                keep_to: SeqNo::MAX,
+                added: vec![
+                    TimeMark {
+                        seq: SeqNo(20),
+                        unix_millis: 1_700_000_000_000,
+                    },
+                    TimeMark {
+                        seq: SeqNo(50),
+                        unix_millis: 1_700_000_001_000,
+                    },
+                ],
+            }),
         }
     }
 

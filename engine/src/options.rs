@@ -165,6 +165,17 @@ pub struct Options {
     /// means no limit. Flushes are never delayed (they unblock writers) but their bytes
     /// count against the same budget, so compactions yield to them.
     pub compaction_write_bytes_per_sec: u64,
+    /// How often the wall-clock time of the newest sequence number is noted (while
+    /// writes arrive). `Db::snapshot_at_time(t)` reads the state of the newest note
+    /// at or before `t`: at most this much before `t`. Default 1 s; at least 1 ms.
+    pub history_mark_interval: Duration,
+    /// WAL bytes kept for change-stream consumers (`Db::changes_since`) beyond what
+    /// recovery needs: sealed segments are deleted only while the newer ones hold at
+    /// least this much. Default 0.
+    pub wal_retention_bytes: u64,
+    /// WAL segments sealed less than this long ago are kept for change-stream
+    /// consumers. Default `None`. Either retention keeps a segment.
+    pub wal_retention_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -181,6 +192,9 @@ impl Default for Options {
             manifest_rollover_bytes: 8 << 20,
             wal_recovery_mode: RecoveryMode::Strict,
             compaction_write_bytes_per_sec: 0,
+            history_mark_interval: Duration::from_secs(1),
+            wal_retention_bytes: 0,
+            wal_retention_age: None,
         }
     }
 }
@@ -220,6 +234,11 @@ impl Options {
         if self.max_wal_bytes < self.wal_segment_bytes {
             return Err(Error::InvalidArgument(
                 "max_wal_bytes must be at least wal_segment_bytes".into(),
+            ));
+        }
+        if self.history_mark_interval < Duration::from_millis(1) {
+            return Err(Error::InvalidArgument(
+                "history_mark_interval must be at least 1 ms".into(),
             ));
         }
         Ok(())
@@ -301,6 +320,15 @@ pub struct KeyspaceOptions {
     /// Default true; false leaves collection to `Db::gc_value_log` (at quiet times,
     /// say). Segments nothing points at are deleted either way.
     pub vlog_background_gc: bool,
+    /// History retention by count: every version written in the last this many
+    /// sequence numbers is kept, so `Db::snapshot_at` can read any of them. Default
+    /// `None`. With `history_age` too, the wider of the two windows is kept.
+    pub history_seqs: Option<u64>,
+    /// History retention by age: every version the keyspace held at any moment this
+    /// far back is kept, for `Db::snapshot_at_time` and `Db::snapshot_at`. Default
+    /// `None` (kept to the millisecond). History costs space: overwritten and deleted
+    /// data stays on disk until it falls out of the window.
+    pub history_age: Option<Duration>,
 }
 
 impl Default for KeyspaceOptions {
@@ -329,6 +357,8 @@ impl Default for KeyspaceOptions {
             max_space_amplification: 1.5,
             vlog_gc_bytes_per_sec: Some(64 << 20),
             vlog_background_gc: true,
+            history_seqs: None,
+            history_age: None,
         }
     }
 }
@@ -398,6 +428,15 @@ impl KeyspaceOptions {
         if self.vlog_gc_bytes_per_sec.is_some_and(|b| b < 4096) {
             return bad("vlog_gc_bytes_per_sec must be at least 4096");
         }
+        if self.history_seqs == Some(0) {
+            return bad("history_seqs must be at least 1 (None keeps no history)");
+        }
+        if self
+            .history_age
+            .is_some_and(|d| d < Duration::from_millis(1) || d > Duration::from_secs(1 << 40))
+        {
+            return bad("history_age must be between 1 ms and 2^40 s");
+        }
         Ok(())
     }
 
@@ -405,7 +444,7 @@ impl KeyspaceOptions {
     pub fn encode(&self) -> Vec<u8> {
         use strata_wal::codec::put_varint;
         let mut out = Vec::new();
-        put_varint(&mut out, 4); // encoding version
+        put_varint(&mut out, 5); // encoding version
         put_varint(&mut out, self.durability.code());
         put_varint(&mut out, self.memtable_bytes as u64);
         put_varint(&mut out, self.block_size as u64);
@@ -439,6 +478,13 @@ impl KeyspaceOptions {
         put_varint(&mut out, per_mille(self.max_space_amplification));
         put_varint(&mut out, self.vlog_gc_bytes_per_sec.unwrap_or(0));
         put_varint(&mut out, u64::from(self.vlog_background_gc));
+        // Version 5 (0 = none).
+        put_varint(&mut out, self.history_seqs.unwrap_or(0));
+        put_varint(
+            &mut out,
+            self.history_age
+                .map_or(0, |d| crate::history::duration_millis(d).max(1)),
+        );
         out
     }
 
@@ -447,7 +493,7 @@ impl KeyspaceOptions {
     pub fn decode(bytes: &[u8]) -> Option<KeyspaceOptions> {
         let mut r = strata_wal::codec::Reader::new(bytes);
         let version = r.varint()?;
-        if !(1..=4).contains(&version) {
+        if !(1..=5).contains(&version) {
             return None;
         }
         let mut v = || r.varint();
@@ -505,6 +551,12 @@ impl KeyspaceOptions {
         } else {
             // Written before the value log existed: every value is in the tables.
             options.value_threshold = None;
+        }
+        if version >= 5 {
+            let seqs = r.varint()?;
+            options.history_seqs = (seqs > 0).then_some(seqs);
+            let ms = r.varint()?;
+            options.history_age = (ms > 0).then(|| Duration::from_millis(ms));
         }
         if !r.is_empty() {
             return None;
@@ -569,6 +621,15 @@ mod tests {
             };
             assert_eq!(KeyspaceOptions::decode(&o.encode()), Some(o));
         }
+        let history = KeyspaceOptions {
+            history_seqs: Some(1 << 20),
+            history_age: Some(Duration::from_secs(3600)),
+            ..KeyspaceOptions::default()
+        };
+        assert_eq!(
+            KeyspaceOptions::decode(&history.encode()),
+            Some(history)
+        );
     }
 
     #[test]
@@ -581,8 +642,9 @@ mod tests {
             out.extend_from_slice(&o.encode()[1..]);
             let tail = {
                 let mut t = Vec::new();
-                // Version 3: bypass interval and bytes; version 4: the value log's.
-                for v in [5000, 64 << 20, 4096, 500, 1500, 64 << 20, 1] {
+                // Version 3: bypass interval and bytes; version 4: the value log's;
+                // version 5: history (none).
+                for v in [5000, 64 << 20, 4096, 500, 1500, 64 << 20, 1, 0, 0] {
                     strata_wal::codec::put_varint(&mut t, v);
                 }
                 t.len()

@@ -2,7 +2,8 @@
 //!
 //! A [`SnapshotGuard`] registers its sequence number in the [`SnapshotList`] and
 //! removes it when dropped; compaction keeps, for every registered sequence number,
-//! the version of each key a read at that number would see.
+//! the version of each key a read at that number would see. A keyspace with a
+//! history window adds a horizon above which every version is kept ([`Retention`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,37 @@ impl SnapshotList {
         SnapshotGuard {
             list: Arc::clone(self),
             seq,
+        }
+    }
+
+    /// Pins `seq` if `check`, run under the list's lock, allows it. Flushes and
+    /// compactions take their [`Retention`] under the same lock
+    /// ([`SnapshotList::retention`]), so a check against the history floors they move
+    /// and this pin are atomic with respect to them.
+    pub fn pin_checked<T>(
+        self: &Arc<Self>,
+        seq: SeqNo,
+        check: impl FnOnce() -> crate::Result<T>,
+    ) -> crate::Result<(SnapshotGuard, T)> {
+        let mut pinned = self.pinned.lock();
+        let checked = check()?;
+        *pinned.entry(seq).or_insert(0) += 1;
+        drop(pinned);
+        let guard = SnapshotGuard {
+            list: Arc::clone(self),
+            seq,
+        };
+        Ok((guard, checked))
+    }
+
+    /// What a flush or compaction must keep: the pinned sequence numbers and the
+    /// horizon `horizon` computes, both read under the list's lock.
+    pub fn retention(&self, horizon: impl FnOnce() -> Option<SeqNo>) -> Retention {
+        let pinned = self.pinned.lock();
+        let horizon = horizon();
+        Retention {
+            pinned: pinned.keys().copied().collect(),
+            horizon,
         }
     }
 
@@ -100,6 +132,51 @@ pub fn stripe(pinned: &[SeqNo], seq: SeqNo) -> SeqNo {
     pinned.get(idx).copied().unwrap_or(SeqNo::MAX)
 }
 
+/// What a flush or compaction must keep readable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Pinned snapshot sequence numbers, ascending.
+    pub pinned: Vec<SeqNo>,
+    /// With a history window: every version above this is kept, and the newest at or
+    /// below it, so a read at any sequence number from it on is exact.
+    pub horizon: Option<SeqNo>,
+}
+
+impl Retention {
+    /// Only these snapshots, no history window.
+    pub fn snapshots(pinned: Vec<SeqNo>) -> Self {
+        Retention {
+            pinned,
+            horizon: None,
+        }
+    }
+
+    /// The stripe of `seq` (see [`stripe`]); above the horizon every version is a
+    /// stripe of its own.
+    pub fn stripe(&self, seq: SeqNo) -> SeqNo {
+        let by_snapshots = stripe(&self.pinned, seq);
+        match self.horizon {
+            Some(h) if seq > h => seq,
+            Some(h) => by_snapshots.min(h),
+            None => by_snapshots,
+        }
+    }
+
+    /// The oldest sequence number some reader may read at (`None`: only the latest).
+    pub fn oldest(&self) -> Option<SeqNo> {
+        match (self.pinned.first().copied(), self.horizon) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a version in `stripe` is read only by the latest state (neither a
+    /// snapshot nor the history window can see it).
+    pub fn latest_only(&self, stripe: SeqNo) -> bool {
+        stripe == SeqNo::MAX
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +203,23 @@ mod tests {
         assert_eq!(stripe(&pinned, SeqNo(10)), SeqNo(10));
         assert_eq!(stripe(&pinned, SeqNo(11)), SeqNo(20));
         assert_eq!(stripe(&pinned, SeqNo(21)), SeqNo::MAX);
+    }
+
+    #[test]
+    fn a_horizon_keeps_every_version_above_it() {
+        let r = Retention {
+            pinned: vec![SeqNo(10), SeqNo(40)],
+            horizon: Some(SeqNo(25)),
+        };
+        assert_eq!(r.stripe(SeqNo(5)), SeqNo(10));
+        assert_eq!(r.stripe(SeqNo(11)), SeqNo(25));
+        assert_eq!(r.stripe(SeqNo(25)), SeqNo(25));
+        assert_eq!(r.stripe(SeqNo(26)), SeqNo(26));
+        assert_eq!(r.stripe(SeqNo(99)), SeqNo(99));
+        assert_eq!(r.oldest(), Some(SeqNo(10)));
+        assert!(!r.latest_only(r.stripe(SeqNo(99))));
+        let plain = Retention::snapshots(vec![]);
+        assert_eq!(plain.oldest(), None);
+        assert!(plain.latest_only(plain.stripe(SeqNo(7))));
     }
 }
