@@ -301,7 +301,9 @@ impl<'a> VersionFilter<'a> {
         }
         if p.kind.is_value() {
             let covered = self.tombstones.iter().any(|(prefix, t)| {
-                *t > p.seq && p.user_key.starts_with(prefix) && self.retention.stripe(*t) == stripe_of
+                *t > p.seq
+                    && p.user_key.starts_with(prefix)
+                    && self.retention.stripe(*t) == stripe_of
             });
             if covered {
                 return Ok(Verdict::Skip);
@@ -705,8 +707,7 @@ pub(crate) fn discard(handles: &[Arc<TableHandle>]) {
 pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
     let segments = inner.wal.segments();
     let over = |count: usize| {
-        (count as u64).saturating_mul(inner.options.wal_segment_bytes)
-            > inner.options.max_wal_bytes
+        (count as u64).saturating_mul(inner.options.wal_segment_bytes) > inner.options.max_wal_bytes
     };
     if !over(segments.len()) {
         return;

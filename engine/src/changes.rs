@@ -166,7 +166,10 @@ impl ChangeStream {
             Error::corruption(
                 &self.wal_dir,
                 record.seq.0,
-                format!("the write batch logged at sequence {} does not decode", record.seq),
+                format!(
+                    "the write batch logged at sequence {} does not decode",
+                    record.seq
+                ),
             )
         })?;
         let mut changes = Vec::with_capacity(entries.len());
@@ -183,11 +186,7 @@ impl ChangeStream {
             };
             changes.push(Change {
                 keyspace: name.clone(),
-                op: match e.op {
-                    BatchOp::Put => ChangeOp::Put,
-                    BatchOp::Delete => ChangeOp::Delete,
-                    BatchOp::DeletePrefix => ChangeOp::DeletePrefix,
-                },
+                op: change_op(e.op),
                 key: Bytes::copy_from_slice(e.key),
                 value: Bytes::copy_from_slice(e.value),
             });
@@ -232,6 +231,45 @@ impl Iterator for ChangeStream {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// One entry of a WAL record as logged: the keyspace by id (tools that read a WAL
+/// without the manifest, such as `strata dump-wal`, have no names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEntry {
+    /// What the entry does.
+    pub op: ChangeOp,
+    /// The keyspace id.
+    pub keyspace: KeyspaceId,
+    /// The key (or prefix).
+    pub key: Bytes,
+    /// The value (empty unless a put).
+    pub value: Bytes,
+}
+
+/// Decodes the payload of a WAL record written by the engine; `None` if it is
+/// malformed.
+pub fn decode_logged_entries(payload: &[u8]) -> Option<Vec<LoggedEntry>> {
+    let entries = decode_entries(payload)?;
+    Some(
+        entries
+            .into_iter()
+            .map(|e| LoggedEntry {
+                op: change_op(e.op),
+                keyspace: e.keyspace,
+                key: Bytes::copy_from_slice(e.key),
+                value: Bytes::copy_from_slice(e.value),
+            })
+            .collect(),
+    )
+}
+
+fn change_op(op: BatchOp) -> ChangeOp {
+    match op {
+        BatchOp::Put => ChangeOp::Put,
+        BatchOp::Delete => ChangeOp::Delete,
+        BatchOp::DeletePrefix => ChangeOp::DeletePrefix,
     }
 }
 
@@ -291,7 +329,9 @@ impl Replica {
                     .into(),
             )
         };
-        let position_ks = db.keyspace(REPLICATION_KEYSPACE).map_err(|_| not_seeded())?;
+        let position_ks = db
+            .keyspace(REPLICATION_KEYSPACE)
+            .map_err(|_| not_seeded())?;
         let bytes = position_ks.get(POSITION_KEY)?.ok_or_else(not_seeded)?;
         let raw: [u8; 8] = bytes[..].try_into().map_err(|_| {
             Error::InvalidArgument(format!(

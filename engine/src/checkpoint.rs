@@ -85,7 +85,10 @@ impl Db {
         let number = (1..)
             .find(|n| !fs.exists(&backup_path(backup_dir, *n)).unwrap_or(true))
             .unwrap_or(u64::MAX);
-        let info = inner.copy_database(&backup_path(backup_dir, number), &Placement::Shared(&shared))?;
+        let info = inner.copy_database(
+            &backup_path(backup_dir, number),
+            &Placement::Shared(&shared),
+        )?;
         Ok((number, info))
     }
 
@@ -141,10 +144,7 @@ pub fn restore_backup_with_fs(
                 n += 1;
             }
             newest.ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "{} holds no complete backup",
-                    backup_dir.display()
-                ))
+                Error::InvalidArgument(format!("{} holds no complete backup", backup_dir.display()))
             })?
         }
     };
@@ -169,7 +169,11 @@ pub fn restore_backup_with_fs(
     if fs.exists(&wal_source)? {
         fs.create_dir_all(&target.join(WAL_DIR))?;
         for name in fs.list(&wal_source)? {
-            copy_file(fs.as_ref(), &wal_source.join(&name), &target.join(WAL_DIR).join(&name))?;
+            copy_file(
+                fs.as_ref(),
+                &wal_source.join(&name),
+                &target.join(WAL_DIR).join(&name),
+            )?;
         }
         fs.sync_dir(&target.join(WAL_DIR))?;
     }

@@ -32,6 +32,7 @@ use crate::compaction::{PolicyState, Pressure};
 use crate::compaction_filter::CompactionFilter;
 use crate::db_iter::{prefix_successor, Cursor, Iter};
 use crate::error::{Error, Result};
+use crate::history::{unix_millis, TimeMark, TimeMarks};
 use crate::ids::{KeyspaceId, TableId};
 use crate::iter::InternalIterator;
 use crate::key::{ValueKind, MAX_KEY_LEN, MAX_VALUE_LEN};
@@ -41,7 +42,6 @@ use crate::manifest::{
 };
 use crate::memtable::{Memtable, PreparedEntry};
 use crate::merge::{LevelIterator, MergingIterator};
-use crate::history::{unix_millis, TimeMark, TimeMarks};
 use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
 use crate::snapshot::{SnapshotGuard, SnapshotList};
 use crate::table::Table;
@@ -1894,7 +1894,10 @@ impl DbInner {
                 break;
             }
             kept = Some(*first);
-            let path = self.wal.dir().join(strata_wal::segment::segment_file_name(*id));
+            let path = self
+                .wal
+                .dir()
+                .join(strata_wal::segment::segment_file_name(*id));
             newer_bytes += self.fs.open(&path).and_then(|f| f.len()).unwrap_or(0);
         }
         kept

@@ -184,7 +184,10 @@ impl DbInner {
     pub(crate) fn persist_marks_if_due(&self, force: bool) -> Result<()> {
         let due = {
             let book = self.marks.lock();
-            force || book.persisted_at.is_none_or(|t| t.elapsed() >= MARK_PERSIST_INTERVAL)
+            force
+                || book
+                    .persisted_at
+                    .is_none_or(|t| t.elapsed() >= MARK_PERSIST_INTERVAL)
         };
         if due {
             self.persist_marks()?;
@@ -210,7 +213,10 @@ impl DbInner {
                 .map_or(SeqNo(0), |m| m.seq);
             let prune = book.marks.first().is_some_and(|m| m.seq < keep_from);
             book.marks.retain_range(keep_from, SeqNo::MAX);
-            (std::mem::take(&mut book.pending), prune.then_some(keep_from))
+            (
+                std::mem::take(&mut book.pending),
+                prune.then_some(keep_from),
+            )
         };
         if added.is_empty() && prune.is_none() {
             return Ok(());
@@ -268,7 +274,13 @@ impl DbInner {
             }
             let unretained: Vec<(KeyspaceId, String, SeqNo)> = keyspaces
                 .iter()
-                .map(|k| (k.id, k.name.clone(), SeqNo(k.history_floor.load(Ordering::SeqCst))))
+                .map(|k| {
+                    (
+                        k.id,
+                        k.name.clone(),
+                        SeqNo(k.history_floor.load(Ordering::SeqCst)),
+                    )
+                })
                 .filter(|(_, _, floor)| *floor > seq)
                 .collect();
             if !keyspaces.is_empty() && unretained.len() == keyspaces.len() {
@@ -335,7 +347,9 @@ impl Db {
         let now = unix_millis(SystemTime::now());
         let (mark, oldest) = {
             let book = self.inner().marks.lock();
-            let mark = (requested <= now).then(|| book.marks.at_time(requested)).flatten();
+            let mark = (requested <= now)
+                .then(|| book.marks.at_time(requested))
+                .flatten();
             (mark, book.marks.first().map(|m| m.unix_millis))
         };
         match mark {
@@ -395,7 +409,10 @@ mod tests {
             history_seqs: Some(50),
             ..base.clone()
         };
-        assert_eq!(horizon(&count, SeqNo(500), 30_000, &marks), Some(SeqNo(450)));
+        assert_eq!(
+            horizon(&count, SeqNo(500), 30_000, &marks),
+            Some(SeqNo(450))
+        );
         assert_eq!(horizon(&count, SeqNo(20), 30_000, &marks), Some(SeqNo(0)));
         let age = KeyspaceOptions {
             history_age: Some(Duration::from_secs(15)),

@@ -63,9 +63,9 @@ pub mod verify;
 pub mod version;
 
 pub use batch::WriteBatch;
+pub use bytes::Bytes;
 pub use changes::{Applied, Change, ChangeBatch, ChangeOp, ChangeStream, Replica};
 pub use checkpoint::CheckpointInfo;
-pub use bytes::Bytes;
 pub use compaction_filter::{CompactionFilter, FilterDecision, TtlFilter};
 pub use db::{Db, DbBuilder, Keyspace, Snapshot, DEFAULT_KEYSPACE};
 pub use db_iter::{Cursor, Iter};

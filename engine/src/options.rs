@@ -626,10 +626,7 @@ mod tests {
             history_age: Some(Duration::from_secs(3600)),
             ..KeyspaceOptions::default()
         };
-        assert_eq!(
-            KeyspaceOptions::decode(&history.encode()),
-            Some(history)
-        );
+        assert_eq!(KeyspaceOptions::decode(&history.encode()), Some(history));
     }
 
     #[test]

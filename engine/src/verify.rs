@@ -81,8 +81,13 @@ pub fn verify_directory(fs: &Arc<dyn Fs>, dir: &Path) -> Result<VerifyReport> {
                 ));
             }
             let recorded = &bytes[..meta.file_bytes as usize];
-            let outcome =
-                strata_vlog::scan_segment(recorded, &path, meta.id, meta.file_bytes, |_, _| Ok(()))?;
+            let outcome = strata_vlog::scan_segment(
+                recorded,
+                &path,
+                meta.id,
+                meta.file_bytes,
+                |_, _| Ok(()),
+            )?;
             if outcome.records != meta.records {
                 return Err(Error::corruption(
                     &path,

@@ -166,8 +166,9 @@ fn checkpoints_taken_under_load_open_to_exactly_the_logged_writes_up_to_their_se
     );
     for (path, info) in &checkpoints {
         let expected = model_from_stream(&db, info.seqno);
-        let report = strata::verify::verify_directory(&(Arc::new(strata::StdFs) as Arc<dyn Fs>), path)
-            .expect("verify");
+        let report =
+            strata::verify::verify_directory(&(Arc::new(strata::StdFs) as Arc<dyn Fs>), path)
+                .expect("verify");
         assert!(report.tables > 0 || report.wal_records > 0, "{report:?}");
         let copy = Db::open(path, small_options()).expect("open checkpoint");
         let got = contents(&copy);
@@ -206,14 +207,24 @@ fn a_checkpoint_interrupted_by_power_loss_never_opens_as_valid() {
         (fs, Model::from([("state".to_string(), model)]))
     };
     // Count the calls one checkpoint makes.
-    let ops = [FaultOp::Create, FaultOp::Write, FaultOp::Sync, FaultOp::Rename, FaultOp::Remove];
+    let ops = [
+        FaultOp::Create,
+        FaultOp::Write,
+        FaultOp::Sync,
+        FaultOp::Rename,
+        FaultOp::Remove,
+    ];
     let fault = FaultFs::new(7);
     let (fs, model) = build(&fault);
     let db = Db::open_with_fs(DB, small_options(), Arc::clone(&fs)).expect("open");
     db.wait_for_background_work().expect("settle");
     let before: Vec<u64> = ops.iter().map(|op| fault.op_count(*op)).collect();
     db.checkpoint(CKPT).expect("checkpoint");
-    let counts: Vec<u64> = ops.iter().zip(&before).map(|(op, b)| fault.op_count(*op) - b).collect();
+    let counts: Vec<u64> = ops
+        .iter()
+        .zip(&before)
+        .map(|(op, b)| fault.op_count(*op) - b)
+        .collect();
     drop(db);
     let copy = Db::open_with_fs(CKPT, small_options(), Arc::clone(&fs)).expect("complete copy");
     assert!(contents(&copy) == model, "the complete checkpoint");
@@ -223,7 +234,13 @@ fn a_checkpoint_interrupted_by_power_loss_never_opens_as_valid() {
     for (op, count) in ops.iter().zip(&counts) {
         for nth in 1..=*count {
             let fault = FaultFs::new(nth * 13 + *count);
-            fault.set_crash_mode([CrashMode::DropUnsynced, CrashMode::TornTail, CrashMode::GarbageTail][(nth % 3) as usize]);
+            fault.set_crash_mode(
+                [
+                    CrashMode::DropUnsynced,
+                    CrashMode::TornTail,
+                    CrashMode::GarbageTail,
+                ][(nth % 3) as usize],
+            );
             let (fs, model) = build(&fault);
             let db = Db::open_with_fs(DB, small_options(), Arc::clone(&fs)).expect("open");
             db.wait_for_background_work().expect("settle");
@@ -236,7 +253,10 @@ fn a_checkpoint_interrupted_by_power_loss_never_opens_as_valid() {
             }
             fault.clear_faults();
             fault.restart();
-            let context = format!("power lost at {op:?} #{nth} (checkpoint returned {:?})", result.as_ref().map(|i| i.seqno));
+            let context = format!(
+                "power lost at {op:?} #{nth} (checkpoint returned {:?})",
+                result.as_ref().map(|i| i.seqno)
+            );
             let options = Options {
                 create_if_missing: false,
                 ..small_options()
@@ -249,11 +269,15 @@ fn a_checkpoint_interrupted_by_power_loss_never_opens_as_valid() {
                 Err(_) => refused += 1,
             }
             // The source is untouched either way.
-            let db = Db::open_with_fs(DB, small_options(), Arc::clone(&fs)).expect("source reopens");
+            let db =
+                Db::open_with_fs(DB, small_options(), Arc::clone(&fs)).expect("source reopens");
             assert!(contents(&db) == model, "{context}: source");
         }
     }
-    assert!(refused > 0, "some interrupted checkpoints were refused ({opened} opened)");
+    assert!(
+        refused > 0,
+        "some interrupted checkpoints were refused ({opened} opened)"
+    );
 }
 
 #[test]
@@ -268,7 +292,8 @@ fn incremental_backups_copy_only_new_files_and_restore_whole() {
     let backups = dir.path().join("backups");
     let (first, one) = db.backup(&backups).expect("first backup");
     for i in 0..200u64 {
-        ks.put(format!("k{:05}", i * 7), value(i + 10_000)).expect("put");
+        ks.put(format!("k{:05}", i * 7), value(i + 10_000))
+            .expect("put");
     }
     ks.flush().expect("flush");
     let expected = contents(&db);
@@ -279,7 +304,10 @@ fn incremental_backups_copy_only_new_files_and_restore_whole() {
         "the second backup copies only what is new: {one:?} then {two:?}"
     );
     let restored = dir.path().join("restored");
-    assert_eq!(Db::restore_backup(&backups, None, &restored).expect("restore"), 2);
+    assert_eq!(
+        Db::restore_backup(&backups, None, &restored).expect("restore"),
+        2
+    );
     let copy = Db::open(&restored, small_options()).expect("open restored");
     assert!(contents(&copy) == expected, "the restored database");
     // The first backup restores too, to its own state.
@@ -294,8 +322,12 @@ fn incremental_backups_copy_only_new_files_and_restore_whole() {
 fn a_follower_converges_through_duplicates_and_reordering_and_reports_gaps() {
     let dir = tempfile::tempdir().expect("dir");
     let primary = Db::open(dir.path().join("primary"), small_options()).expect("primary");
-    let state = primary.create_keyspace("state", ks_options()).expect("state");
-    let events = primary.create_keyspace("events", ks_options()).expect("events");
+    let state = primary
+        .create_keyspace("state", ks_options())
+        .expect("state");
+    let events = primary
+        .create_keyspace("events", ks_options())
+        .expect("events");
     let bypass = primary
         .create_keyspace(
             "scratch",
@@ -312,7 +344,9 @@ fn a_follower_converges_through_duplicates_and_reordering_and_reports_gaps() {
             let key = format!("k{:03}", rng % 200);
             match rng % 8 {
                 0 => state.delete(&key).expect("delete"),
-                1 => state.delete_prefix(format!("k{}", rng % 10)).expect("prefix"),
+                1 => state
+                    .delete_prefix(format!("k{}", rng % 10))
+                    .expect("prefix"),
                 2 | 3 => {
                     let mut b = WriteBatch::new();
                     b.put(&state, &key, value(rng));
@@ -359,7 +393,10 @@ fn a_follower_converges_through_duplicates_and_reordering_and_reports_gaps() {
                 match replica.apply(b) {
                     Ok(Applied::Applied) => {}
                     Ok(Applied::Duplicate) => duplicates += 1,
-                    Err(Error::ReplicationGap { applied, batch_since }) => {
+                    Err(Error::ReplicationGap {
+                        applied,
+                        batch_since,
+                    }) => {
                         assert!(batch_since > applied);
                         gaps += 1;
                     }
@@ -368,11 +405,17 @@ fn a_follower_converges_through_duplicates_and_reordering_and_reports_gaps() {
             }
         }
     }
-    assert!(gaps > 0 && duplicates > 0, "the faults were exercised: {gaps} gaps, {duplicates} duplicates");
+    assert!(
+        gaps > 0 && duplicates > 0,
+        "the faults were exercised: {gaps} gaps, {duplicates} duplicates"
+    );
     let mut expected = contents(&primary);
     expected.remove("scratch"); // bypass writes are not streamed
     assert!(contents(&follower) == expected, "the follower converged");
-    assert!(follower.keyspace("scratch").is_err(), "no bypass keyspace on the follower");
+    assert!(
+        follower.keyspace("scratch").is_err(),
+        "no bypass keyspace on the follower"
+    );
 
     // A gap is detected, never skipped: drop one batch from a delivery.
     write_some(50);
@@ -385,8 +428,15 @@ fn a_follower_converges_through_duplicates_and_reordering_and_reports_gaps() {
     assert!(batches.len() >= 3);
     let position = replica.applied();
     replica.apply(&batches[0]).expect("first");
-    assert!(matches!(replica.apply(&batches[2]), Err(Error::ReplicationGap { .. })));
-    assert_eq!(replica.applied(), batches[0].last, "nothing applied past the gap");
+    assert!(matches!(
+        replica.apply(&batches[2]),
+        Err(Error::ReplicationGap { .. })
+    ));
+    assert_eq!(
+        replica.applied(),
+        batches[0].last,
+        "nothing applied past the gap"
+    );
     assert!(position < replica.applied());
 
     // The position survives a reopen of the follower.
@@ -417,14 +467,17 @@ fn a_replica_seeded_from_a_checkpoint_continues_with_the_stream() {
     ks.flush().expect("flush");
     // The early log is gone: a stream from 0 is refused, naming the oldest held.
     match primary.changes_since(SeqNo(0)) {
-        Err(e @ Error::HistoryUnavailable { .. }) => assert!(e.to_string().contains("oldest"), "{e}"),
+        Err(e @ Error::HistoryUnavailable { .. }) => {
+            assert!(e.to_string().contains("oldest"), "{e}")
+        }
         Err(e) => panic!("expected HistoryUnavailable, got {e}"),
         Ok(_) => panic!("the first segments should be gone"),
     }
     let seed = dir.path().join("follower");
     let info = primary.checkpoint(&seed).expect("checkpoint");
     for i in 0..300u64 {
-        ks.put(format!("k{:04}", i * 3 % 1000), value(i + 50_000)).expect("put");
+        ks.put(format!("k{:04}", i * 3 % 1000), value(i + 50_000))
+            .expect("put");
     }
     ks.delete("k0001").expect("delete");
     primary.sync_wal().expect("sync");
@@ -433,7 +486,10 @@ fn a_replica_seeded_from_a_checkpoint_continues_with_the_stream() {
     for batch in primary.changes_since(replica.applied()).expect("stream") {
         replica.apply(&batch.expect("batch")).expect("apply");
     }
-    assert!(contents(&follower) == contents(&primary), "seeded replica converged");
+    assert!(
+        contents(&follower) == contents(&primary),
+        "seeded replica converged"
+    );
 }
 
 #[test]

@@ -59,7 +59,13 @@ fn scan(snapshot: &strata::Snapshot, ks: &strata::Keyspace) -> Model {
     forward
 }
 
-fn check_past(db: &Db, ks: &strata::Keyspace, history: &[(SeqNo, Model)], rng: &mut u64, context: &str) {
+fn check_past(
+    db: &Db,
+    ks: &strata::Keyspace,
+    history: &[(SeqNo, Model)],
+    rng: &mut u64,
+    context: &str,
+) {
     for _ in 0..6 {
         *rng = common::mix(*rng);
         let (seq, model) = &history[(*rng % history.len() as u64) as usize];
@@ -84,12 +90,13 @@ fn check_past(db: &Db, ks: &strata::Keyspace, history: &[(SeqNo, Model)], rng: &
 }
 
 #[test]
-fn reads_at_every_past_sequence_number_match_the_model_through_flush_compaction_gc_and_reopen()
-{
+fn reads_at_every_past_sequence_number_match_the_model_through_flush_compaction_gc_and_reopen() {
     for seed in 1..=3u64 {
         let dir = tempfile::tempdir().expect("dir");
         let mut db = Db::open(dir.path(), Options::default()).expect("open");
-        let mut ks = db.create_keyspace("memories", history_options()).expect("ks");
+        let mut ks = db
+            .create_keyspace("memories", history_options())
+            .expect("ks");
         let mut model = Model::new();
         let mut history: Vec<(SeqNo, Model)> = vec![(db.latest_seqno(), model.clone())];
         let mut rng = seed;
@@ -138,7 +145,13 @@ fn reads_at_every_past_sequence_number_match_the_model_through_flush_compaction_
                 history.push((latest, model.clone()));
             }
             if step % 50 == 49 {
-                check_past(&db, &ks, &history, &mut rng, &format!("seed {seed} step {step}"));
+                check_past(
+                    &db,
+                    &ks,
+                    &history,
+                    &mut rng,
+                    &format!("seed {seed} step {step}"),
+                );
             }
         }
         ks.compact().expect("final compact");
@@ -165,7 +178,9 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
             },
         )
         .expect("ks");
-    let plain = db.create_keyspace("plain", KeyspaceOptions::default()).expect("ks");
+    let plain = db
+        .create_keyspace("plain", KeyspaceOptions::default())
+        .expect("ks");
     let mut points = Vec::new();
     for i in 0..1000u32 {
         windowed.put("k", i.to_le_bytes()).expect("put");
@@ -181,7 +196,10 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
             break;
         }
         let s = db.snapshot_at(*seq).expect("inside the window");
-        assert_eq!(s.get(&windowed, "k").expect("get").as_deref(), Some(&i.to_le_bytes()[..]));
+        assert_eq!(
+            s.get(&windowed, "k").expect("get").as_deref(),
+            Some(&i.to_le_bytes()[..])
+        );
         // The keyspace without a window no longer holds it.
         match s.get(&plain, "k") {
             Err(Error::HistoryUnavailable { scope, .. }) => assert!(scope.contains("plain")),
@@ -195,7 +213,12 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
     let s = db.snapshot_at(old).expect("the default keyspace holds it");
     match s.get(&windowed, "k") {
         Err(e @ Error::HistoryUnavailable { .. }) => {
-            let Error::HistoryUnavailable { requested, oldest, scope } = &e else {
+            let Error::HistoryUnavailable {
+                requested,
+                oldest,
+                scope,
+            } = &e
+            else {
                 unreachable!()
             };
             assert_eq!(*requested, old);
@@ -219,7 +242,6 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
     db.close().expect("close");
     let db = Db::open(dir.path(), Options::default()).expect("reopen");
     let windowed = db.keyspace("windowed").expect("ks");
-    let plain = db.keyspace("plain").expect("ks");
     assert!(
         matches!(db.snapshot_at(old), Err(Error::HistoryUnavailable { .. })),
         "after reopen"
@@ -251,7 +273,10 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
         held.get(&windowed, "k").expect("held").as_deref(),
         Some(&value_then.to_le_bytes()[..])
     );
-    assert!(db.snapshot_at(SeqNo(latest.0 + 1_000_000)).is_err(), "the future");
+    assert!(
+        db.snapshot_at(SeqNo(latest.0 + 1_000_000)).is_err(),
+        "the future"
+    );
 }
 
 #[test]
@@ -289,7 +314,11 @@ fn reads_at_a_past_time_see_the_state_of_the_newest_mark_before_it_even_after_re
                 "{context}: round {round}"
             );
             let facts = s.prefix(ks, "fact").count();
-            assert_eq!(facts as u32, round + 1, "{context}: facts known at round {round}");
+            assert_eq!(
+                facts as u32,
+                round + 1,
+                "{context}: facts known at round {round}"
+            );
         }
     };
     check(&db, &ks, "open");
