@@ -1,9 +1,11 @@
 //! Checkpoints, backups and restores: consistent, openable copies of a database.
 //!
-//! A checkpoint holds the tables and value-log segments the manifest names (hard
-//! links where the file system allows, copies otherwise: they are immutable), a fresh
-//! manifest of the current state, and a fresh WAL holding exactly the logged records
-//! no table holds yet, up to the sequence number the checkpoint reports. Everything
+//! A checkpoint flushes the memtables, then holds the tables and value-log segments
+//! the manifest names (hard links where the file system allows, copies otherwise:
+//! they are immutable), a fresh manifest of the current state, and a fresh WAL holding
+//! exactly the logged records no table holds yet (those written since the flush), up
+//! to the sequence number the checkpoint reports. The flush costs a moment but keeps
+//! the copy to links and a small log. Everything
 //! is captured under the manifest lock, so no flush or compaction installs (and no
 //! WAL segment is deleted) in between; writes go on.
 //!
@@ -55,15 +57,18 @@ enum Placement<'a> {
 
 impl Db {
     /// Writes a consistent, openable copy of the whole database into `dir` (which
-    /// must not exist or be empty): tables and value-log segments hard-linked where
-    /// the file system allows, a fresh manifest, and the logged writes no table holds
-    /// yet. Writers and background work continue meanwhile. Returns the sequence
-    /// number the copy holds. Open the copy with [`Db::open`].
+    /// must not exist or be empty). The memtables are flushed first (so the copy is
+    /// tables, not a log to replay, and WAL-bypass keyspaces are in it up to the
+    /// call); then tables and value-log segments are hard-linked where the file
+    /// system allows, a fresh manifest is written, and the logged writes made since
+    /// the flush are copied. Writers and background work continue meanwhile. Returns
+    /// the sequence number the copy holds. Open the copy with [`Db::open`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `dir` holds files; I/O errors (the partial copy
     /// then holds an `INCOMPLETE` marker and never opens).
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<CheckpointInfo> {
+        self.flush()?;
         self.inner().copy_database(dir.as_ref(), &Placement::Direct)
     }
 

@@ -101,16 +101,17 @@ fn every_command_works_on_a_small_database_and_verify_finds_damage() {
         "{out}"
     );
 
+    let (ok, out, err) = strata(&["changes", d, "0", "--limit", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("batch "), "{out}");
+
+    // (The checkpoint flushes, and the flushed log is then deleted.)
     let copy = tmp.path().join("copy");
     let (ok, out, err) = strata(&["checkpoint", d, copy.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
     assert!(out.contains("checkpoint at sequence number"), "{out}");
     let (ok, _, err) = strata(&["verify", copy.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
-
-    let (ok, out, err) = strata(&["changes", d, "0", "--limit", "2"]);
-    assert!(ok, "{err}");
-    assert!(out.starts_with("batch "), "{out}");
 
     // One flipped bit in the table: verify names the file and fails.
     let mut bytes = std::fs::read(&table).expect("read");
