@@ -56,11 +56,12 @@ fn manifest_decoder_corpus_replays_without_panics() {
 fn generate_manifest_seed_corpus() {
     use std::sync::Arc;
 
+    use strata::history::TimeMark;
     use strata::ids::{KeyspaceId, Level, TableId};
     use strata::key::{internal_key, ValueKind};
     use strata::manifest::{
         encode_current, KeyspaceRecord, ManifestState, ManifestWriter, SegmentMeta, TableMeta,
-        ValueRef, VersionEdit,
+        TimeMarkEdit, ValueRef, VersionEdit,
     };
     use strata::KeyspaceOptions;
     use strata_wal::{FaultFs, Fs, SeqNo};
@@ -152,6 +153,25 @@ fn generate_manifest_seed_corpus() {
         ..VersionEdit::default()
     };
     writer.append(&collection).expect("append");
+    let history = VersionEdit {
+        history_floors: vec![(KeyspaceId(1), SeqNo(8))],
+        time_marks: Some(TimeMarkEdit {
+            keep_from: SeqNo(0),
+            keep_to: SeqNo::MAX,
+            added: vec![
+                TimeMark {
+                    seq: SeqNo(5),
+                    unix_millis: 1_790_000_000_000,
+                },
+                TimeMark {
+                    seq: SeqNo(9),
+                    unix_millis: 1_790_000_001_000,
+                },
+            ],
+        }),
+        ..VersionEdit::default()
+    };
+    writer.append(&history).expect("append");
     let manifest = fs
         .read_file(&dir.join("MANIFEST-000001"))
         .expect("manifest");
@@ -169,6 +189,7 @@ fn generate_manifest_seed_corpus() {
         ("edit-compaction", compaction.encode()),
         ("edit-separated-flush", separated_flush.encode()),
         ("edit-value-log-collection", collection.encode()),
+        ("edit-history", history.encode()),
         ("current", encode_current(1)),
         ("edit-unknown-tag", vec![99, 1, 0]),
     ];
