@@ -94,6 +94,9 @@ pub struct KeyspaceStats {
     pub bypass_oldest_unflushed: Option<std::time::Duration>,
     /// Values of at least this many bytes go to the value log (`None`: off).
     pub value_threshold: Option<u32>,
+    /// The oldest sequence number `Db::snapshot_at` reads of this keyspace are exact
+    /// at (see `docs/history.md`).
+    pub history_floor: strata_wal::SeqNo,
     /// The value log's segments, by id.
     pub value_log: Vec<SegmentStats>,
     /// Value-log bytes over the bytes tables point at (1.0 when empty):
@@ -368,6 +371,9 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 bypass_bytes_at_risk: crate::db::bypass_bytes_at_risk(&view),
                 bypass_oldest_unflushed: crate::db::bypass_oldest(&view).map(|t| t.elapsed()),
                 value_threshold: ks.options.value_threshold,
+                history_floor: strata_wal::SeqNo(
+                    ks.history_floor.load(std::sync::atomic::Ordering::SeqCst),
+                ),
                 value_log: usage
                     .iter()
                     .map(|u| SegmentStats {
