@@ -501,3 +501,34 @@ fn a_directory_holding_the_incomplete_marker_does_not_open() {
     let err = Db::open(&path, Options::default()).expect_err("refused");
     assert!(err.to_string().contains("interrupted"), "{err}");
 }
+
+#[test]
+fn wal_retention_by_age_keeps_segments_for_consumers_until_they_age_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options = Options {
+        wal_retention_bytes: 0,
+        wal_retention_age: Some(std::time::Duration::from_millis(400)),
+        history_mark_interval: std::time::Duration::from_millis(5),
+        ..small_options()
+    };
+    let db = Db::open(dir.path(), options).expect("open");
+    let ks = db.create_keyspace("state", ks_options()).expect("ks");
+    for i in 0..3000u64 {
+        ks.put(format!("k{:04}", i % 500), value(i)).expect("put");
+    }
+    ks.flush().expect("flush");
+    db.sync_wal().expect("sync");
+    // Young: every batch since the start is still there, though all is flushed.
+    let all = db.changes_since(SeqNo(0)).expect("retained").count();
+    assert!(all >= 3000, "{all} batches");
+    // Aged out: the housekeeping thread lets the sealed segments go.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    ks.put("after", "x").expect("put");
+    ks.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    match db.changes_since(SeqNo(0)) {
+        Err(Error::HistoryUnavailable { oldest, .. }) => assert!(oldest > SeqNo(0)),
+        Err(e) => panic!("expected HistoryUnavailable, got {e}"),
+        Ok(_) => panic!("the aged-out segments are still streamed"),
+    }
+}
