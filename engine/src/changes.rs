@@ -106,12 +106,20 @@ impl Db {
         }
         let until = inner.wal.synced_seq();
         let wal_dir = inner.path.join(WAL_DIR);
-        let reader = WalReader::open(
-            Arc::clone(&inner.fs),
-            &wal_dir,
-            since.plus(1),
-            RecoveryMode::Strict,
-        )?;
+        // A segment deleted while the reader lists the directory: the log moved on
+        // under us; look again (the check below then tells a real gap).
+        let open = || {
+            WalReader::open(
+                Arc::clone(&inner.fs),
+                &wal_dir,
+                since.plus(1),
+                RecoveryMode::Strict,
+            )
+        };
+        let reader = match open() {
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => open()?,
+            other => other?,
+        };
         check_held(inner.fs.as_ref(), &wal_dir, since)?;
         Ok(ChangeStream {
             db: Arc::clone(&self.handle),

@@ -87,13 +87,23 @@ impl Db {
         let shared = backup_dir.join(SHARED_DIR);
         fs.create_dir_all(&shared)?;
         sync_parents(fs, &shared)?;
-        let number = (1..)
-            .find(|n| !fs.exists(&backup_path(backup_dir, *n)).unwrap_or(true))
-            .unwrap_or(u64::MAX);
+        // One past every backup recorded complete and every directory in the way
+        // (an interrupted backup's), so numbers only grow even after pruning.
+        let mut number = completed_backups(fs, backup_dir)?
+            .last()
+            .map_or(1, |n| n + 1);
+        while fs.exists(&backup_path(backup_dir, number))? {
+            number += 1;
+        }
+        self.flush()?;
         let info = inner.copy_database(
             &backup_path(backup_dir, number),
             &Placement::Shared(&shared),
         )?;
+        // Recorded complete only once the backup is durable.
+        let done = fs.create(&backup_dir.join(format!("backup-{number}.complete")))?;
+        done.sync_data()?;
+        fs.sync_dir(backup_dir)?;
         Ok((number, info))
     }
 
@@ -122,6 +132,26 @@ fn backup_path(backup_dir: &Path, number: u64) -> PathBuf {
     backup_dir.join(format!("backup-{number}"))
 }
 
+/// The numbers of the backups recorded complete in `backup_dir` (a
+/// `backup-N.complete` file each), ascending.
+fn completed_backups(fs: &dyn Fs, backup_dir: &Path) -> Result<Vec<u64>> {
+    if !fs.exists(backup_dir)? {
+        return Ok(Vec::new());
+    }
+    let mut numbers: Vec<u64> = fs
+        .list(backup_dir)?
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("backup-")?
+                .strip_suffix(".complete")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
 /// [`Db::restore_backup`] through `fs`.
 ///
 /// # Errors
@@ -141,12 +171,14 @@ pub fn restore_backup_with_fs(
         Some(n) => n,
         None => {
             let mut newest = None;
-            let mut n = 1;
-            while fs.exists(&backup_path(backup_dir, n))? {
+            for n in completed_backups(fs.as_ref(), backup_dir)?
+                .into_iter()
+                .rev()
+            {
                 if complete(n)? {
                     newest = Some(n);
+                    break;
                 }
-                n += 1;
             }
             newest.ok_or_else(|| {
                 Error::InvalidArgument(format!("{} holds no complete backup", backup_dir.display()))
@@ -202,14 +234,38 @@ impl DbInner {
         let fs = self.fs.as_ref();
         begin_copy(fs, dir)?;
         let mut info = CheckpointInfo::default();
-        // Nothing installs, and no WAL segment a captured keyspace needs is deleted,
-        // while this is held.
-        let meta = self.meta.lock();
-        let mut state: ManifestState = meta.state.clone();
-        // Every logged write at or below this is in the log file (records are written
-        // in sequence order) or in a table; no table holds a logged write above it
-        // (a flush syncs the log before it installs).
-        let seqno = self.wal.written_seq();
+        let (mut state, views, seqno) = {
+            // Nothing installs, and no WAL segment the captured state needs is
+            // deleted, while this is held: only the state and the log are taken
+            // under it.
+            let meta = self.meta.lock();
+            let state: ManifestState = meta.state.clone();
+            // The views of this state keep its tables and segments on disk after
+            // the lock is released (files are deleted when their last holder drops).
+            let views: Vec<Arc<crate::db::View>> = self
+                .catalog
+                .read()
+                .by_id
+                .values()
+                .map(|k| k.view())
+                .collect();
+            // The copy claims only what the database itself would recover after a
+            // power loss: every logged write at or below the synced point is in the
+            // log file (records are written in sequence order) or in a table, and no
+            // table holds a logged write above it (a flush syncs the log first).
+            self.wal.sync()?;
+            let seqno = self.wal.synced_seq();
+            let bypass = self.bypass_keyspaces();
+            let replay_from = state
+                .keyspaces
+                .iter()
+                .filter(|(id, _)| !bypass.contains(id))
+                .map(|(_, k)| k.flushed_seq.plus(1))
+                .min()
+                .unwrap_or(seqno.plus(1));
+            info.bytes_copied += self.copy_log(&dir.join(WAL_DIR), replay_from, seqno)?;
+            (state, views, seqno)
+        };
         for (ks_id, ks) in &state.keyspaces {
             for table in ks.tables.values() {
                 let name = table_file_name(table.id);
@@ -221,15 +277,6 @@ impl DbInner {
                     .map_err(|e| annotate(e, *ks_id))?;
             }
         }
-        let bypass = self.bypass_keyspaces();
-        let replay_from = state
-            .keyspaces
-            .iter()
-            .filter(|(id, _)| !bypass.contains(id))
-            .map(|(_, k)| k.flushed_seq.plus(1))
-            .min()
-            .unwrap_or(seqno.plus(1));
-        info.bytes_copied += self.copy_log(&dir.join(WAL_DIR), replay_from, seqno)?;
         fs.sync_dir(dir)?;
         // The copy numbers its manifest past everything the state names.
         let number = state.next_file_number;
@@ -238,7 +285,7 @@ impl DbInner {
         // Writes the manifest, then CURRENT, and syncs the directory.
         let manifest = ManifestWriter::create(Arc::clone(&self.fs), dir, number, &state, None)?;
         info.bytes_copied += manifest.len();
-        drop(meta);
+        drop(views);
         finish_copy(fs, dir)?;
         info.seqno = seqno;
         Ok(info)
@@ -338,7 +385,8 @@ fn annotate(e: Error, ks: crate::ids::KeyspaceId) -> Error {
 
 /// Creates `dir` (refusing one that holds files) and its `INCOMPLETE` marker, durably.
 fn begin_copy(fs: &dyn Fs, dir: &Path) -> Result<()> {
-    if fs.exists(dir)? && !fs.list(dir)?.is_empty() {
+    let holds_files = |d: &Path| -> Result<bool> { Ok(fs.exists(d)? && !fs.list(d)?.is_empty()) };
+    if holds_files(dir)? || holds_files(&dir.join(WAL_DIR))? {
         return Err(Error::InvalidArgument(format!(
             "{} exists and is not empty; a checkpoint, backup or restore needs a new directory",
             dir.display()

@@ -167,7 +167,8 @@ pub struct Options {
     pub compaction_write_bytes_per_sec: u64,
     /// How often the wall-clock time of the newest sequence number is noted (while
     /// writes arrive). `Db::snapshot_at_time(t)` reads the state of the newest note
-    /// at or before `t`: at most this much before `t`. Default 1 s; at least 1 ms.
+    /// at or before `t`: at most this much before `t`. Default 1 s; between 1 ms and
+    /// 24 h.
     pub history_mark_interval: Duration,
     /// WAL bytes kept for change-stream consumers (`Db::changes_since`) beyond what
     /// recovery needs: sealed segments are deleted only while the newer ones hold at
@@ -236,9 +237,11 @@ impl Options {
                 "max_wal_bytes must be at least wal_segment_bytes".into(),
             ));
         }
-        if self.history_mark_interval < Duration::from_millis(1) {
+        if self.history_mark_interval < Duration::from_millis(1)
+            || self.history_mark_interval > Duration::from_secs(24 * 3600)
+        {
             return Err(Error::InvalidArgument(
-                "history_mark_interval must be at least 1 ms".into(),
+                "history_mark_interval must be between 1 ms and 24 h".into(),
             ));
         }
         Ok(())

@@ -316,6 +316,24 @@ fn incremental_backups_copy_only_new_files_and_restore_whole() {
     let old = Db::open(&older, small_options()).expect("open older");
     assert_eq!(contents(&old)["state"].len(), 3000);
     assert!(Db::restore_backup(&backups, Some(9), dir.path().join("none")).is_err());
+    // Pruning the oldest never makes a new backup reuse its number, and the newest
+    // is still the one restored.
+    std::fs::remove_dir_all(backups.join("backup-1")).expect("prune");
+    std::fs::remove_file(backups.join("backup-1.complete")).expect("prune");
+    ks.put("after-pruning", "yes").expect("put");
+    let (third, _) = db.backup(&backups).expect("third backup");
+    assert_eq!(third, 3);
+    let newest = dir.path().join("newest");
+    assert_eq!(
+        Db::restore_backup(&backups, None, &newest).expect("restore"),
+        3
+    );
+    let copy = Db::open(&newest, small_options()).expect("open newest");
+    let state = copy.keyspace("state").expect("ks");
+    assert_eq!(
+        state.get("after-pruning").expect("get").as_deref(),
+        Some(&b"yes"[..])
+    );
 }
 
 #[test]

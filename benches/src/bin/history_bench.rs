@@ -134,7 +134,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // (every tenth key) and the unflushed writes (multiples of 7).
                 let fine = match which {
                     1 => got_round == 0,
-                    _ => got_round == u64::from(i % 10 == 0) || (got_round == 2 && i % 7 == 0),
+                    _ => {
+                        got_round == u64::from(i.is_multiple_of(10))
+                            || (got_round == 2 && i.is_multiple_of(7))
+                    }
                 };
                 if !fine {
                     return Err(

@@ -174,6 +174,10 @@ fn open(path: &str) -> strata::Result<Db> {
         Options {
             create_if_missing: false,
             background_threads: 1,
+            // Retention options are not stored in the database: keep every WAL
+            // segment, so opening it here never deletes what a consumer of the
+            // change stream still needs.
+            wal_retention_bytes: u64::MAX,
             ..Options::default()
         },
     )
