@@ -72,7 +72,7 @@ fn housekeeping_loop(inner: &DbInner) {
                 next_mark = std::time::Instant::now() + mark_interval;
                 inner.note_time_mark();
                 // Failures poison the database (see `commit_edit`); writes report it.
-                let _ = inner.persist_marks_if_due(false);
+                let _ = inner.persist_marks_if_due();
                 if inner.options.wal_retention_age.is_some() {
                     let _ = inner.release_wal();
                 }

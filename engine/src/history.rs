@@ -179,16 +179,13 @@ impl DbInner {
     }
 
     /// Writes pending marks to the manifest (and forgets marks nothing needs any
-    /// more) when `MARK_PERSIST_INTERVAL` passed since the last time, or always with
-    /// `force`.
-    pub(crate) fn persist_marks_if_due(&self, force: bool) -> Result<()> {
-        let due = {
-            let book = self.marks.lock();
-            force
-                || book
-                    .persisted_at
-                    .is_none_or(|t| t.elapsed() >= MARK_PERSIST_INTERVAL)
-        };
+    /// more) when `MARK_PERSIST_INTERVAL` passed since the last time.
+    pub(crate) fn persist_marks_if_due(&self) -> Result<()> {
+        let due = self
+            .marks
+            .lock()
+            .persisted_at
+            .is_none_or(|t| t.elapsed() >= MARK_PERSIST_INTERVAL);
         if due {
             self.persist_marks()?;
         }

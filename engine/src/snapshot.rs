@@ -143,14 +143,6 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Only these snapshots, no history window.
-    pub fn snapshots(pinned: Vec<SeqNo>) -> Self {
-        Retention {
-            pinned,
-            horizon: None,
-        }
-    }
-
     /// The stripe of `seq` (see [`stripe`]); above the horizon every version is a
     /// stripe of its own.
     pub fn stripe(&self, seq: SeqNo) -> SeqNo {
@@ -218,7 +210,7 @@ mod tests {
         assert_eq!(r.stripe(SeqNo(99)), SeqNo(99));
         assert_eq!(r.oldest(), Some(SeqNo(10)));
         assert!(!r.latest_only(r.stripe(SeqNo(99))));
-        let plain = Retention::snapshots(vec![]);
+        let plain = Retention::default();
         assert_eq!(plain.oldest(), None);
         assert!(plain.latest_only(plain.stripe(SeqNo(7))));
     }
