@@ -44,6 +44,7 @@ use crate::memtable::{Memtable, PreparedEntry};
 use crate::merge::{LevelIterator, MergingIterator};
 use crate::options::{Durability, KeyspaceOptions, Options, WriteOptions};
 use crate::snapshot::{SnapshotGuard, SnapshotList};
+use crate::table::filter::bloom_hash;
 use crate::table::Table;
 use crate::version::{covered_by_prefix_tombstone, TableHandle, Version};
 
@@ -309,12 +310,13 @@ impl KeyspaceInner {
         let gc_pacer = options
             .vlog_gc_bytes_per_sec
             .map(crate::rate_limit::RateLimiter::new);
+        let memtable_bytes = options.memtable_bytes;
         let ks = KeyspaceInner {
             id,
             name,
             options,
             view: RwLock::new(Arc::new(View {
-                active: Arc::new(Memtable::new(1)),
+                active: Arc::new(Memtable::new(1, memtable_bytes)),
                 active_first: first,
                 sealed: Vec::new(),
                 version: Arc::new(version),
@@ -1694,6 +1696,7 @@ impl DbInner {
         *view = Arc::new(View {
             active: Arc::new(Memtable::new(
                 ks.next_memtable_id.fetch_add(1, Ordering::Relaxed),
+                ks.options.memtable_bytes,
             )),
             active_first: boundary,
             sealed,
@@ -2146,13 +2149,14 @@ fn apply_entry(memtable: &Memtable, op: BatchOp, key: &[u8], value: &[u8], seq: 
 
 /// The newest version of `key` visible at `snapshot`, searching newest data first.
 fn lookup(view: &View, key: &[u8], snapshot: SeqNo) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
+    let hash = bloom_hash(key);
     for m in view.memtables() {
-        if let Some(found) = m.get(key, snapshot) {
+        if let Some(found) = m.get_hashed(key, hash, snapshot) {
             return Ok(Some(found));
         }
     }
     for t in view.version.tables_for_key(key) {
-        if let Some(found) = t.table.get(key, snapshot)? {
+        if let Some(found) = t.table.get_hashed(key, hash, snapshot)? {
             return Ok(Some(found));
         }
     }

@@ -73,8 +73,13 @@ pub fn internal_key(user_key: &[u8], seq: SeqNo, kind: ValueKind) -> Vec<u8> {
 pub fn seek_key(user_key: &[u8], snapshot: SeqNo) -> Vec<u8> {
     let mut out = Vec::with_capacity(user_key.len() + TRAILER_LEN);
     out.extend_from_slice(user_key);
-    out.extend_from_slice(&((snapshot.0.min(MAX_SEQ) << 8) | 0xff).to_le_bytes());
+    out.extend_from_slice(&seek_trailer(snapshot).to_le_bytes());
     out
+}
+
+/// The trailer of [`seek_key`].
+pub fn seek_trailer(snapshot: SeqNo) -> u64 {
+    (snapshot.0.min(MAX_SEQ) << 8) | 0xff
 }
 
 /// An internal key split into its parts.

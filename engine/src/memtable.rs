@@ -7,6 +7,11 @@
 //! number below its boundary is published.
 //! Iteration fetches entries in small chunks so that each step does not pay a full
 //! skiplist search, while the iterator owns only reference-counted handles.
+//! A blocked bloom filter of the user keys written ([`MemFilter`]) lets a point read
+//! of a key the memtable does not hold skip the skiplist search: in a database larger
+//! than its memtables most reads miss them, and the search (pointer chasing through
+//! cache misses) was half the cost of a random read. It costs one hash and a few
+//! atomic ORs on one cache line per write, and about 10 bits per expected entry.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -22,16 +27,81 @@ use strata_wal::SeqNo;
 use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{
-    compare_internal, parse_internal_key, seek_key, trailer, user_key, ValueKind, TRAILER_LEN,
+    compare_internal, parse_internal_key, seek_key, seek_trailer, trailer, user_key, ValueKind,
+    TRAILER_LEN,
 };
+use crate::table::filter::bloom_hash;
 
-/// An internal key ordered by [`compare_internal`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemKey(pub Bytes);
+/// Longest internal key (user key and trailer) a [`MemKey`] holds inline.
+const INLINE_KEY: usize = 38;
+
+/// An internal key ordered by [`compare_internal`]. Keys of up to [`INLINE_KEY`]
+/// bytes (user keys of up to 30) live inside the skiplist node itself, so a search
+/// compares them without following a second pointer (one cache miss per node instead
+/// of two) and a short probe key allocates nothing; longer keys are shared buffers.
+#[derive(Debug, Clone)]
+pub enum MemKey {
+    /// The key's first `len` bytes of `buf`.
+    Inline {
+        /// Bytes used in `buf`.
+        len: u8,
+        /// The key, then unused bytes.
+        buf: [u8; INLINE_KEY],
+    },
+    /// A key too long to keep inline.
+    Shared(Bytes),
+}
+
+impl MemKey {
+    /// The key `bytes`, inline when short enough.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_KEY {
+            let mut buf = [0u8; INLINE_KEY];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            MemKey::Inline {
+                len: bytes.len() as u8,
+                buf,
+            }
+        } else {
+            MemKey::Shared(Bytes::copy_from_slice(bytes))
+        }
+    }
+
+    /// [`seek_key`]`(user_key, snapshot)`, without a heap allocation when it fits.
+    pub fn seek(user_key: &[u8], snapshot: SeqNo) -> Self {
+        let len = user_key.len() + TRAILER_LEN;
+        if len > INLINE_KEY {
+            return MemKey::Shared(Bytes::from(seek_key(user_key, snapshot)));
+        }
+        let mut buf = [0u8; INLINE_KEY];
+        buf[..user_key.len()].copy_from_slice(user_key);
+        buf[user_key.len()..len].copy_from_slice(&seek_trailer(snapshot).to_le_bytes());
+        MemKey::Inline {
+            len: len as u8,
+            buf,
+        }
+    }
+
+    /// The internal key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, buf } => &buf[..usize::from(*len)],
+            MemKey::Shared(b) => b,
+        }
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for MemKey {}
 
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(&self.0, &other.0)
+        compare_internal(self.as_bytes(), other.as_bytes())
     }
 }
 
@@ -50,23 +120,109 @@ const ENTRY_OVERHEAD: usize = 64;
 /// later writers wait for it (see `Publisher` in `db.rs`).
 #[derive(Debug)]
 pub struct PreparedEntry {
-    /// The user key and room for the trailer, exactly this long.
-    key: Vec<u8>,
+    key: PreparedKey,
     kind: ValueKind,
     value: Bytes,
+}
+
+/// The user key and room for the trailer, which is written once the sequence number
+/// is known.
+#[derive(Debug)]
+enum PreparedKey {
+    /// Short enough for [`MemKey::Inline`]: `len` bytes of `buf`, trailer included.
+    Inline { len: u8, buf: [u8; INLINE_KEY] },
+    /// Longer: exactly the internal key's length, so `Bytes::from` does not reallocate.
+    Heap(Vec<u8>),
 }
 
 impl PreparedEntry {
     /// The version `(key, kind, value)`, its sequence number to come.
     pub fn new(key: &[u8], kind: ValueKind, value: &[u8]) -> Self {
-        let mut k = Vec::with_capacity(key.len() + TRAILER_LEN);
-        k.extend_from_slice(key);
-        k.extend_from_slice(&[0; TRAILER_LEN]);
+        let len = key.len() + TRAILER_LEN;
+        let key = if len <= INLINE_KEY {
+            let mut buf = [0u8; INLINE_KEY];
+            buf[..key.len()].copy_from_slice(key);
+            PreparedKey::Inline {
+                len: len as u8,
+                buf,
+            }
+        } else {
+            let mut k = Vec::with_capacity(len);
+            k.extend_from_slice(key);
+            k.extend_from_slice(&[0; TRAILER_LEN]);
+            PreparedKey::Heap(k)
+        };
         PreparedEntry {
-            key: k,
+            key,
             kind,
             value: Bytes::copy_from_slice(value),
         }
+    }
+}
+
+/// Bits of [`MemFilter`] per entry a memtable of its size is expected to hold.
+const MEM_FILTER_BITS_PER_ENTRY: usize = 10;
+/// Smallest entry a memtable holds, for sizing its filter: [`ENTRY_OVERHEAD`] plus a
+/// short key and value.
+const MEM_FILTER_BYTES_PER_ENTRY: usize = 128;
+/// Bits set per key, all in one 512-bit block.
+const MEM_FILTER_PROBES: u32 = 6;
+
+/// A blocked bloom filter over the user keys of one memtable: each key sets
+/// [`MEM_FILTER_PROBES`] bits in one 64-byte block (one cache line), chosen from
+/// [`bloom_hash`]. Bits are set before the entry enters the skiplist, so a reader
+/// that can see the entry sees its bits; bits are never cleared.
+struct MemFilter {
+    blocks: Box<[[AtomicU64; 8]]>,
+}
+
+impl MemFilter {
+    /// A filter sized for a memtable of `memtable_bytes`.
+    fn for_bytes(memtable_bytes: usize) -> Self {
+        let entries = (memtable_bytes / MEM_FILTER_BYTES_PER_ENTRY).max(64);
+        let bits = (entries * MEM_FILTER_BITS_PER_ENTRY).clamp(1 << 12, 1 << 25);
+        let blocks = (bits / 512).next_power_of_two();
+        MemFilter {
+            blocks: (0..blocks)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    /// The block of `hash` and the bits it sets in each of the block's eight words.
+    fn position(&self, hash: u64) -> (&[AtomicU64; 8], [u64; 8]) {
+        let block = (hash >> 32) as usize & (self.blocks.len() - 1);
+        let mut h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut masks = [0u64; 8];
+        for _ in 0..MEM_FILTER_PROBES {
+            let bit = (h & 511) as usize;
+            masks[bit / 64] |= 1 << (bit % 64);
+            h >>= 9;
+        }
+        (&self.blocks[block], masks)
+    }
+
+    fn add(&self, hash: u64) {
+        let (words, masks) = self.position(hash);
+        for (word, mask) in words.iter().zip(masks) {
+            if mask != 0 && word.load(AtomicOrdering::Relaxed) & mask != mask {
+                word.fetch_or(mask, AtomicOrdering::Relaxed);
+            }
+        }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let (words, masks) = self.position(hash);
+        words
+            .iter()
+            .zip(masks)
+            .all(|(word, mask)| word.load(AtomicOrdering::Relaxed) & mask == mask)
+    }
+}
+
+impl std::fmt::Debug for MemFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemFilter({} blocks)", self.blocks.len())
     }
 }
 
@@ -75,6 +231,7 @@ impl PreparedEntry {
 pub struct Memtable {
     id: u64,
     map: SkipMap<MemKey, Bytes>,
+    filter: MemFilter,
     bytes: AtomicUsize,
     entries: AtomicU64,
     min_seq: AtomicU64,
@@ -87,11 +244,13 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    /// An empty memtable; `id` orders memtables of a keyspace by creation.
-    pub fn new(id: u64) -> Self {
+    /// An empty memtable; `id` orders memtables of a keyspace by creation, and
+    /// `expected_bytes` (the keyspace's `memtable_bytes`) sizes its key filter.
+    pub fn new(id: u64, expected_bytes: usize) -> Self {
         Memtable {
             id,
             map: SkipMap::new(),
+            filter: MemFilter::for_bytes(expected_bytes),
             bytes: AtomicUsize::new(0),
             entries: AtomicU64::new(0),
             min_seq: AtomicU64::new(u64::MAX),
@@ -141,22 +300,31 @@ impl Memtable {
 
     /// Inserts a version built before its sequence number was known.
     pub fn insert_prepared(&self, entry: PreparedEntry, seq: SeqNo) {
-        let PreparedEntry {
-            mut key,
-            kind,
-            value,
-        } = entry;
-        let at = key.len() - TRAILER_LEN;
-        key[at..].copy_from_slice(&trailer(seq, kind).to_le_bytes());
-        // Exact capacity: no second allocation.
-        let ikey = Bytes::from(key);
+        let PreparedEntry { key, kind, value } = entry;
+        let trailer_bytes = trailer(seq, kind).to_le_bytes();
+        let ikey = match key {
+            PreparedKey::Inline { len, mut buf } => {
+                let end = usize::from(len);
+                buf[end - TRAILER_LEN..end].copy_from_slice(&trailer_bytes);
+                MemKey::Inline { len, buf }
+            }
+            PreparedKey::Heap(mut k) => {
+                let at = k.len() - TRAILER_LEN;
+                k[at..].copy_from_slice(&trailer_bytes);
+                // Exact capacity: no second allocation.
+                MemKey::Shared(Bytes::from(k))
+            }
+        };
+        let key_len = ikey.as_bytes().len();
+        self.filter
+            .add(bloom_hash(&ikey.as_bytes()[..key_len - TRAILER_LEN]));
         self.bytes.fetch_add(
-            ikey.len() + value.len() + ENTRY_OVERHEAD,
+            key_len + value.len() + ENTRY_OVERHEAD,
             AtomicOrdering::Relaxed,
         );
         self.entries.fetch_add(1, AtomicOrdering::Relaxed);
         self.note_seq(seq);
-        self.map.insert(MemKey(ikey), value);
+        self.map.insert(ikey, value);
     }
 
     /// Records a prefix tombstone.
@@ -184,9 +352,23 @@ impl Memtable {
         user_key_wanted: &[u8],
         snapshot: SeqNo,
     ) -> Option<(SeqNo, ValueKind, Bytes)> {
-        let probe = MemKey(Bytes::from(seek_key(user_key_wanted, snapshot)));
+        self.get_hashed(user_key_wanted, bloom_hash(user_key_wanted), snapshot)
+    }
+
+    /// [`Memtable::get`] with the key's [`bloom_hash`] computed by the caller (one
+    /// hash serves every memtable and table a read consults).
+    pub fn get_hashed(
+        &self,
+        user_key_wanted: &[u8],
+        hash: u64,
+        snapshot: SeqNo,
+    ) -> Option<(SeqNo, ValueKind, Bytes)> {
+        if !self.filter.may_contain(hash) {
+            return None;
+        }
+        let probe = MemKey::seek(user_key_wanted, snapshot);
         let entry = self.map.lower_bound(Bound::Included(&probe))?;
-        let parsed = parse_internal_key(&entry.key().0)?;
+        let parsed = parse_internal_key(entry.key().as_bytes())?;
         (parsed.user_key == user_key_wanted)
             .then(|| (parsed.seq, parsed.kind, entry.value().clone()))
     }
@@ -242,7 +424,7 @@ const MAX_CHUNK: usize = 64;
 pub struct MemtableIter {
     memtable: Arc<Memtable>,
     /// Entries in iteration order (ascending when `forward`, descending otherwise).
-    chunk: Vec<(Bytes, Bytes)>,
+    chunk: Vec<(MemKey, Bytes)>,
     pos: usize,
     forward: bool,
     /// How many entries the next refill fetches.
@@ -260,7 +442,7 @@ impl MemtableIter {
             .range((from, Bound::Unbounded))
             .take(self.chunk_size)
         {
-            self.chunk.push((e.key().0.clone(), e.value().clone()));
+            self.chunk.push((e.key().clone(), e.value().clone()));
         }
     }
 
@@ -275,11 +457,11 @@ impl MemtableIter {
             .rev()
             .take(self.chunk_size)
         {
-            self.chunk.push((e.key().0.clone(), e.value().clone()));
+            self.chunk.push((e.key().clone(), e.value().clone()));
         }
     }
 
-    fn current(&self) -> Option<&(Bytes, Bytes)> {
+    fn current(&self) -> Option<&(MemKey, Bytes)> {
         self.chunk.get(self.pos)
     }
 }
@@ -302,14 +484,14 @@ impl InternalIterator for MemtableIter {
     }
 
     fn seek(&mut self, target: &[u8]) -> Result<()> {
-        let probe = MemKey(Bytes::copy_from_slice(target));
+        let probe = MemKey::from_slice(target);
         self.chunk_size = FIRST_CHUNK;
         self.fill_forward(Bound::Included(&probe));
         Ok(())
     }
 
     fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
-        let probe = MemKey(Bytes::copy_from_slice(target));
+        let probe = MemKey::from_slice(target);
         self.chunk_size = FIRST_CHUNK;
         self.fill_backward(Bound::Included(&probe));
         Ok(())
@@ -323,11 +505,11 @@ impl InternalIterator for MemtableIter {
             self.pos += 1;
             if self.pos == self.chunk.len() && self.chunk.len() == self.chunk_size {
                 self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
-                self.fill_forward(Bound::Excluded(&MemKey(key)));
+                self.fill_forward(Bound::Excluded(&key));
             }
         } else {
             self.chunk_size = FIRST_CHUNK;
-            self.fill_forward(Bound::Excluded(&MemKey(key)));
+            self.fill_forward(Bound::Excluded(&key));
         }
         Ok(())
     }
@@ -340,17 +522,17 @@ impl InternalIterator for MemtableIter {
             self.pos += 1;
             if self.pos == self.chunk.len() && self.chunk.len() == self.chunk_size {
                 self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
-                self.fill_backward(Bound::Excluded(&MemKey(key)));
+                self.fill_backward(Bound::Excluded(&key));
             }
         } else {
             self.chunk_size = FIRST_CHUNK;
-            self.fill_backward(Bound::Excluded(&MemKey(key)));
+            self.fill_backward(Bound::Excluded(&key));
         }
         Ok(())
     }
 
     fn key(&self) -> &[u8] {
-        self.current().map_or(&[], |(k, _)| &k[..])
+        self.current().map_or(&[], |(k, _)| k.as_bytes())
     }
 
     fn value(&self) -> Bytes {
@@ -361,7 +543,7 @@ impl InternalIterator for MemtableIter {
 /// The user key of an internal key held by a memtable (for callers that only have
 /// the internal key).
 pub fn memkey_user_key(key: &MemKey) -> &[u8] {
-    user_key(&key.0)
+    user_key(key.as_bytes())
 }
 
 #[cfg(test)]
@@ -370,7 +552,7 @@ mod tests {
 
     #[test]
     fn get_sees_newest_visible_version() {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         m.insert(b"a", SeqNo(1), ValueKind::Put, b"a1");
         m.insert(b"a", SeqNo(5), ValueKind::Put, b"a5");
         m.insert(b"a", SeqNo(9), ValueKind::Delete, b"");
@@ -385,8 +567,32 @@ mod tests {
     }
 
     #[test]
+    fn key_filter_never_hides_a_key_and_turns_most_misses_away() {
+        // A filter sized for 4 MiB (32 768 expected entries), filled to that count.
+        let m = Memtable::new(1, 4 << 20);
+        let n = 32_768u64;
+        for i in 0..n {
+            m.insert(&i.to_be_bytes(), SeqNo(i + 1), ValueKind::Put, b"v");
+        }
+        for i in 0..n {
+            assert!(
+                m.get(&i.to_be_bytes(), SeqNo::MAX).is_some(),
+                "key {i} hidden"
+            );
+        }
+        let passed = (n..2 * n)
+            .filter(|i| m.filter.may_contain(bloom_hash(&i.to_be_bytes())))
+            .count();
+        // About 1% expected at 10 bits per key and 6 probes in a block.
+        assert!(passed < (n / 25) as usize, "{passed} of {n} misses passed");
+        // An empty memtable's filter passes nothing.
+        let empty = Memtable::new(2, 4 << 20);
+        assert!(!(0..1000u64).any(|i| empty.filter.may_contain(bloom_hash(&i.to_be_bytes()))));
+    }
+
+    #[test]
     fn iterator_walks_both_ways_across_chunks() {
-        let m = Arc::new(Memtable::new(1));
+        let m = Arc::new(Memtable::new(1, 1 << 20));
         {
             for i in 0..500u32 {
                 m.insert(

@@ -23,7 +23,7 @@ use strata::{
     WriteOptions,
 };
 
-use super::{warn_unsupported, Supported};
+use super::{visit_found, warn_unsupported, Supported};
 use crate::engine::{self as bench, Batch, BenchEngine, Direction, EngineConfig, EngineError};
 
 /// Name of the keyspace the benchmarks use.
@@ -35,8 +35,13 @@ pub const SIDE_KEYSPACE: &str = "side";
 /// What this engine build honours (see the module docs).
 const SUPPORTED: Supported = Supported {
     compression: true,
-    compaction_style: true,
+    compaction_styles: &[
+        bench::CompactionStyle::Leveled,
+        bench::CompactionStyle::Tiered,
+        bench::CompactionStyle::Hca,
+    ],
     value_threshold: true,
+    bypass: true,
 };
 
 /// A Strata database and the keyspace the benchmarks run in.
@@ -169,13 +174,7 @@ impl BenchEngine for StrataEngine {
 
     fn get(&self, key: &[u8], visit: &mut dyn FnMut(&[u8])) -> Result<bool, EngineError> {
         let value: Option<Bytes> = self.ks.get(key).map_err(err)?;
-        match value {
-            Some(v) => {
-                visit(&v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(visit_found(value, visit))
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), EngineError> {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use strata_wal::{FileMap, FsFile, SeqNo};
 
 use super::block::{Block, BlockIter};
-use super::filter::BloomFilter;
+use super::filter::{bloom_hash, BloomFilter};
 use super::format::{
     decompress_block, verify_block, BlockHandle, Footer, TableProperties, BLOCK_TRAILER_LEN,
     FOOTER_LEN,
@@ -201,7 +201,24 @@ impl Table {
         user_key: &[u8],
         snapshot: SeqNo,
     ) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
-        if !self.may_contain(user_key) {
+        self.get_hashed(user_key, bloom_hash(user_key), snapshot)
+    }
+
+    /// [`Table::get`] with the key's [`bloom_hash`] computed by the caller.
+    ///
+    /// # Errors
+    /// As [`Table::get`].
+    pub fn get_hashed(
+        &self,
+        user_key: &[u8],
+        hash: u64,
+        snapshot: SeqNo,
+    ) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
+        if !self
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.may_contain_hash(hash))
+        {
             return Ok(None);
         }
         let target = seek_key(user_key, snapshot);
