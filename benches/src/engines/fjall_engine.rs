@@ -103,6 +103,7 @@ impl BenchEngine for FjallEngine {
     }
 
     fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len() + value.len());
         let side = match self.side.get() {
             Some(side) => side,
             None => {
@@ -119,6 +120,7 @@ impl BenchEngine for FjallEngine {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len());
         self.ks.remove(key).map_err(err)?;
         self.persist_if_sync(self.durability)
     }

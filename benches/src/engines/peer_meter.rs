@@ -12,10 +12,13 @@
 //!   only flatter the peer).
 //!
 //! Strata counts its own bytes (logical bytes written by the engine); the two ways
-//! agree within page rounding, which `docs/benchmarks.md` notes beside the table.
+//! agree within page rounding for buffered writes. They do not for `Sync` writes of
+//! small records: the kernel counts a whole 4 KiB page each time an fsynced page is
+//! dirtied again, so a peer's `fillsync` write amplification is mostly page size.
 //! Fields a peer does not expose print as `n/a`.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,8 +33,10 @@ pub fn process_write_bytes() -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// Total size of the regular files under `dir` (0 for what cannot be read: files
-/// may vanish while a peer compacts).
+/// Total space of the regular files under `dir`: per file the smaller of its length
+/// and the blocks allocated to it, so a file pre-sized with holes (fjall's journal)
+/// counts what it occupies (0 for what cannot be read: files may vanish while a peer
+/// compacts).
 pub fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
@@ -40,7 +45,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .flatten()
         .map(|entry| match entry.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
-            Ok(m) => m.len(),
+            Ok(m) => m.len().min(m.blocks().saturating_mul(512)),
             Err(_) => 0,
         })
         .sum()
@@ -79,7 +84,9 @@ impl PeerMeter {
         }
     }
 
-    /// Notes `bytes` of keys and values written by the benchmark.
+    /// Notes `bytes` of keys and values written by the benchmark (puts, batches, the
+    /// side writes of `--sync_writer=1`, and the keys of deletes, as Strata counts
+    /// them).
     pub fn wrote(&self, bytes: usize) {
         self.user_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }

@@ -124,6 +124,7 @@ impl BenchEngine for RocksDbEngine {
     }
 
     fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len() + value.len());
         let side = self
             .db
             .cf_handle(SIDE_FAMILY)
@@ -138,6 +139,7 @@ impl BenchEngine for RocksDbEngine {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len());
         self.db
             .delete_opt(key, &write_options(self.durability))
             .map_err(err)

@@ -74,6 +74,7 @@ impl BenchEngine for SledEngine {
     }
 
     fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len() + value.len());
         let side = self.db.open_tree("side").map_err(err)?;
         side.insert(key, value).map_err(err)?;
         side.flush().map_err(err)?;
@@ -85,6 +86,7 @@ impl BenchEngine for SledEngine {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len());
         self.db.remove(key).map_err(err)?;
         self.flush_if_sync(self.durability)
     }

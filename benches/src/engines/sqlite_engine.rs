@@ -160,10 +160,15 @@ impl BenchEngine for SqliteEngine {
                 return Err(e);
             }
         }
-        w.conn.execute_batch("COMMIT").map_err(err)
+        let committed = w.conn.execute_batch("COMMIT").map_err(err);
+        if committed.is_err() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        committed
     }
 
     fn put_side_sync(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len() + value.len());
         let mut w = self.writer.lock();
         w.set_durability(Durability::Sync)?;
         w.put("side", key, value)
@@ -186,6 +191,7 @@ impl BenchEngine for SqliteEngine {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), EngineError> {
+        self.meter.wrote(key.len());
         let mut w = self.writer.lock();
         w.set_durability(self.durability)?;
         w.conn
