@@ -36,16 +36,19 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Bytes left.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -55,8 +58,20 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
-    /// Reads a varint.
+    /// Reads a varint. Inlined, with a fast path for one-byte values (lengths in
+    /// block entries and records mostly are): block seeks decode several per entry.
+    #[inline]
     pub fn varint(&mut self) -> Option<u64> {
+        let b = *self.buf.get(self.pos)?;
+        if b < 0x80 {
+            self.pos += 1;
+            return Some(u64::from(b));
+        }
+        self.varint_multi_byte()
+    }
+
+    /// [`Reader::varint`] for values of two bytes or more.
+    fn varint_multi_byte(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos)?;
@@ -73,18 +88,21 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a varint that must fit in `u32`.
+    #[inline]
     pub fn varint_u32(&mut self) -> Option<u32> {
         self.varint().and_then(|v| u32::try_from(v).ok())
     }
 
     /// Reads a varint used as a length or count, checked against the remaining bytes
     /// (each counted item takes at least one byte).
+    #[inline]
     pub fn len(&mut self) -> Option<usize> {
         let v = usize::try_from(self.varint()?).ok()?;
         (v <= self.remaining()).then_some(v)
     }
 
     /// Reads `n` bytes.
+    #[inline]
     pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.buf.get(self.pos..end)?;
@@ -99,6 +117,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one byte.
+    #[inline]
     pub fn u8(&mut self) -> Option<u8> {
         let b = *self.buf.get(self.pos)?;
         self.pos += 1;
