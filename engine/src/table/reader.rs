@@ -7,18 +7,13 @@
 //! block. Data blocks come from the [`BlockCache`] when it holds them; otherwise they
 //! are read (memory map slice or positional read), checksummed, decompressed and
 //! inserted. Uncompressed blocks of a memory-mapped table skip the cache: they are
-//! zero-copy slices of the map, checksummed at their first read after the table is
-//! opened ([`VerifiedBlocks`] remembers which passed, one bit per block), as a block
-//! cache would verify a block once when it is loaded. A bit flipped in the file later
-//! (under a running process) is caught at the next open, by `strata verify`, or by a
-//! compaction reading the table.
+//! zero-copy slices of the map, checksummed on every read.
 //!
 //! Every malformed byte is reported as [`Error::Corruption`] naming the file and the
 //! offset of the block (or footer field) that failed a check.
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -68,49 +63,6 @@ pub struct Table {
     props: TableProperties,
     /// Data blocks (with trailers) end at or before this offset.
     data_end: u64,
-    /// Mapped data blocks whose checksum has passed (empty for positional reads).
-    verified: VerifiedBlocks,
-}
-
-/// Which data blocks of a memory-mapped table have passed their checksum since the
-/// table was opened: the offsets of the data blocks, in the order of the index, and
-/// one bit per block. A block whose offset is not found (an index entry that does not
-/// decode) is simply checked at every read.
-#[derive(Default)]
-struct VerifiedBlocks {
-    offsets: Vec<u64>,
-    bits: Box<[AtomicU64]>,
-}
-
-impl VerifiedBlocks {
-    /// The data block offsets the index names (as far as its entries decode).
-    fn from_index(index: &Block) -> Self {
-        let mut offsets = Vec::new();
-        let mut it = index.iter();
-        let mut step = it.seek_to_first();
-        while step.is_ok() && it.valid() {
-            if let Some(handle) = BlockHandle::decode(it.value_slice()) {
-                offsets.push(handle.offset);
-            }
-            step = it.next();
-        }
-        let bits = (0..offsets.len().div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        VerifiedBlocks { offsets, bits }
-    }
-
-    fn ordinal(&self, offset: u64) -> Option<usize> {
-        self.offsets.binary_search(&offset).ok()
-    }
-
-    fn is_verified(&self, ordinal: usize) -> bool {
-        self.bits[ordinal / 64].load(Ordering::Acquire) & (1 << (ordinal % 64)) != 0
-    }
-
-    fn mark(&self, ordinal: usize) {
-        self.bits[ordinal / 64].fetch_or(1 << (ordinal % 64), Ordering::Release);
-    }
 }
 
 impl fmt::Debug for Table {
@@ -187,10 +139,6 @@ impl Table {
         };
         let index = src.read_plain(footer.index, "index")?;
         let index = Block::decode(index, Arc::clone(&path), footer.index.offset)?;
-        let verified = match src.source {
-            Source::Mapped(_) => VerifiedBlocks::from_index(&index),
-            Source::Positional => VerifiedBlocks::default(),
-        };
         Ok(Arc::new(Table {
             id,
             src,
@@ -202,7 +150,6 @@ impl Table {
             filter,
             props,
             data_end,
-            verified,
         }))
     }
 
@@ -357,7 +304,7 @@ impl Table {
                 .and_then(|at| map.get(at))
                 .is_some_and(|&t| t != Compression::None.to_u8());
             if !compressed {
-                return self.mapped_data_block(map, handle);
+                return self.src.read_plain(handle, "data");
             }
         }
         if let Some(cache) = &self.cache {
@@ -370,32 +317,6 @@ impl Table {
             cache.insert(self.id, handle.offset, contents.clone());
         }
         Ok(contents)
-    }
-}
-
-impl Table {
-    /// An uncompressed data block of the map: its checksum is checked at the first
-    /// read only ([`VerifiedBlocks`]).
-    fn mapped_data_block(&self, map: &Bytes, handle: BlockHandle) -> Result<Bytes> {
-        let ordinal = self.verified.ordinal(handle.offset);
-        if ordinal.is_some_and(|i| self.verified.is_verified(i)) {
-            // Verified before: the same bytes, so the same bounds held then (checked
-            // again anyway; a failure falls through to the full read and its error).
-            let start = usize::try_from(handle.offset).ok();
-            let end = start.and_then(|s| s.checked_add(usize::try_from(handle.size).ok()?));
-            if let Some(block) = start
-                .zip(end)
-                .filter(|&(_, e)| e <= map.len())
-                .map(|(s, e)| map.slice(s..e))
-            {
-                return Ok(block);
-            }
-        }
-        let block = self.src.read_plain(handle, "data")?;
-        if let Some(i) = ordinal {
-            self.verified.mark(i);
-        }
-        Ok(block)
     }
 }
 
