@@ -30,7 +30,8 @@ use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::ids::TableId;
 use crate::iter::InternalIterator;
-use crate::key::{parse_internal_key, seek_key, ValueKind};
+use crate::key::{parse_internal_key, ValueKind};
+use crate::memtable::MemKey;
 
 /// Lets a [`FileMap`] own the memory behind a [`Bytes`].
 struct MapOwner(FileMap);
@@ -221,9 +222,11 @@ impl Table {
         {
             return Ok(None);
         }
-        let target = seek_key(user_key, snapshot);
+        // Inline when short: a point read allocates nothing for its target.
+        let target = MemKey::seek(user_key, snapshot);
+        let target = target.as_bytes();
         let mut index = self.index.iter();
-        index.seek(&target)?;
+        index.seek(target)?;
         if !index.valid() {
             return Ok(None);
         }
@@ -233,7 +236,7 @@ impl Table {
         // The index key of this block is at or above the target and below the next
         // block's first key, so if the block holds no entry at or above the target,
         // no version of `user_key` exists in the table.
-        it.seek(&target)?;
+        it.seek(target)?;
         if !it.valid() {
             return Ok(None);
         }
