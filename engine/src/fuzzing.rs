@@ -308,3 +308,221 @@ pub fn manifest_decoder(data: &[u8]) {
         assert_eq!(rebuilt, state, "snapshot edit does not rebuild the state");
     }
 }
+
+/// Bytes of input per operation of [`engine_model`] at most (the rest is ignored),
+/// and the most operations one input runs.
+const MODEL_MAX_OPS: usize = 96;
+
+/// The two keyspaces of [`engine_model`]: `Sync` and `Buffered`.
+const MODEL_KEYSPACES: [(&str, crate::Durability); 2] = [
+    ("state", crate::Durability::Sync),
+    ("events", crate::Durability::Buffered),
+];
+
+type ModelState = [std::collections::BTreeMap<Vec<u8>, Vec<u8>>; 2];
+
+fn model_key(b: u8) -> Vec<u8> {
+    format!("k{:02}", b % 40).into_bytes()
+}
+
+/// A value of 0 to 255 bytes (values of 64 or more go to the value log), unique per
+/// operation.
+fn model_value(b: u8, op: usize) -> Vec<u8> {
+    let mut v = format!("v{op}-").into_bytes();
+    v.resize(usize::from(b).max(v.len()), b'a' + (op % 26) as u8);
+    v
+}
+
+struct ModelDb {
+    fs: Arc<dyn Fs>,
+    db: Option<crate::Db>,
+    keyspaces: Vec<crate::Keyspace>,
+}
+
+impl ModelDb {
+    fn open(&mut self) {
+        let options = crate::Options {
+            wal_segment_bytes: 8192,
+            max_wal_bytes: 32768,
+            manifest_rollover_bytes: 4096,
+            ..crate::Options::default()
+        };
+        let db = crate::Db::open_with_fs("/model", options, Arc::clone(&self.fs))
+            .expect("the database opens after any crash");
+        self.keyspaces = MODEL_KEYSPACES
+            .iter()
+            .map(|(name, durability)| {
+                let options = crate::KeyspaceOptions {
+                    durability: *durability,
+                    memtable_bytes: 4096,
+                    level_size_ratio: 3,
+                    l0_compaction_trigger: 2,
+                    base_level_bytes: 8192,
+                    target_table_bytes: 4096,
+                    block_size: 512,
+                    value_threshold: Some(64),
+                    vlog_gc_garbage_ratio: 0.3,
+                    ..crate::KeyspaceOptions::default()
+                };
+                db.keyspace_or_create(name, options).expect("keyspace")
+            })
+            .collect();
+        self.db = Some(db);
+    }
+
+    fn db(&self) -> &crate::Db {
+        self.db.as_ref().expect("open")
+    }
+
+    fn dump(&self) -> ModelState {
+        let scan = |ks: &crate::Keyspace| {
+            ks.iter()
+                .map(|kv| {
+                    let (k, v) = kv.expect("scan");
+                    (k.to_vec(), v.to_vec())
+                })
+                .collect()
+        };
+        [scan(&self.keyspaces[0]), scan(&self.keyspaces[1])]
+    }
+}
+
+/// The engine against a model: `data` is a seed (8 bytes) and then one operation per
+/// pair of bytes (kind, argument) on two keyspaces (`Sync` and `Buffered`, values of
+/// 64 bytes and more separated) on [`FaultFs`]: puts, deletes, prefix deletes, batches
+/// across both keyspaces, gets, scans both ways, flushes, compactions, value-log
+/// collections, WAL syncs, clean reopens and power losses (dropped, torn and garbage
+/// unsynced tails). Every read equals a `BTreeMap` model; after a power loss the
+/// database equals the model after some prefix of the writes that holds every write
+/// acknowledged as durable (a `Sync` write and everything before it, everything before
+/// a flush, compaction, WAL sync or clean close). Panics on any difference.
+pub fn engine_model(data: &[u8]) {
+    let Some((seed, ops)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let fault = FaultFs::new(u64::from_le_bytes(*seed));
+    let mut m = ModelDb {
+        fs: Arc::new(fault.clone()),
+        db: None,
+        keyspaces: Vec::new(),
+    };
+    m.open();
+    // states[i]: the model after the first i writes since the last power loss.
+    let mut states: Vec<ModelState> = vec![Default::default()];
+    let mut durable = 0usize;
+    for (n, pair) in ops.chunks_exact(2).take(MODEL_MAX_OPS).enumerate() {
+        let (kind, arg) = (pair[0], pair[1]);
+        let current = states.len() - 1;
+        let s = usize::from(kind >> 7);
+        let ks = &m.keyspaces[s];
+        let mut next = states[current].clone();
+        match kind % 14 {
+            0..=2 => {
+                let (k, v) = (model_key(arg), model_value(arg.rotate_left(3), n));
+                ks.put(&k, &v).expect("put");
+                next[s].insert(k, v);
+            }
+            3 => {
+                let k = model_key(arg);
+                ks.delete(&k).expect("delete");
+                next[s].remove(&k);
+            }
+            4 => {
+                let p = format!("k{}", arg % 4).into_bytes();
+                ks.delete_prefix(&p).expect("delete_prefix");
+                next[s].retain(|k, _| !k.starts_with(&p));
+            }
+            5 => {
+                // A batch across both keyspaces: atomic, and `Sync` (it touches the
+                // `Sync` keyspace).
+                let mut batch = crate::WriteBatch::new();
+                for (i, target) in [(0usize, arg), (1, arg.wrapping_add(7))] {
+                    let (k, v) = (model_key(target), model_value(target, n));
+                    batch.put(&m.keyspaces[i], &k, &v);
+                    next[i].insert(k, v);
+                }
+                m.db().write(batch).expect("batch");
+            }
+            6 | 7 => {
+                let k = model_key(arg);
+                let got = ks.get(&k).expect("get").map(|v| v.to_vec());
+                assert_eq!(got, states[current][s].get(&k).cloned(), "get {k:?}");
+                continue;
+            }
+            8 => {
+                let want: Vec<(Vec<u8>, Vec<u8>)> =
+                    states[current][s].clone().into_iter().collect();
+                let pairs = |kv: Result<(Bytes, Bytes)>| {
+                    let (k, v) = kv.expect("scan");
+                    (k.to_vec(), v.to_vec())
+                };
+                if arg & 1 == 0 {
+                    let got: Vec<_> = ks.iter().map(pairs).collect();
+                    assert_eq!(got, want, "forward scan");
+                } else {
+                    let mut got: Vec<_> = ks.iter().rev().map(pairs).collect();
+                    got.reverse();
+                    assert_eq!(got, want, "reverse scan");
+                }
+                continue;
+            }
+            9 => {
+                ks.flush().expect("flush");
+                durable = current;
+                continue;
+            }
+            10 => {
+                ks.compact().expect("compact");
+                durable = current;
+                continue;
+            }
+            11 => {
+                m.db().gc_value_log(ks).expect("gc_value_log");
+                continue;
+            }
+            12 => {
+                if arg & 1 == 0 {
+                    m.db().sync_wal().expect("sync_wal");
+                } else {
+                    m.keyspaces.clear();
+                    m.db.take().expect("open").close().expect("close");
+                    m.open();
+                    assert_eq!(m.dump(), states[current], "after a clean reopen");
+                }
+                durable = current;
+                continue;
+            }
+            _ => {
+                let mode = [
+                    strata_wal::CrashMode::DropUnsynced,
+                    strata_wal::CrashMode::TornTail,
+                    strata_wal::CrashMode::GarbageTail,
+                ][usize::from(arg % 3)];
+                fault.power_off(mode);
+                m.keyspaces.clear();
+                drop(m.db.take());
+                fault.restart();
+                m.open();
+                let got = m.dump();
+                let Some(k) = (durable..states.len()).rev().find(|&k| states[k] == got) else {
+                    panic!(
+                        "after a power loss the database is no prefix of the writes holding the {durable} durable ones of {}: {got:?}",
+                        states.len() - 1
+                    );
+                };
+                states.truncate(k + 1);
+                durable = k;
+                continue;
+            }
+        }
+        // A write: `Sync` when it touched the `Sync` keyspace.
+        states.push(next);
+        if kind % 14 == 5 || s == 0 {
+            durable = states.len() - 1;
+        }
+    }
+    m.keyspaces.clear();
+    if let Some(db) = m.db.take() {
+        db.close().expect("close");
+    }
+}

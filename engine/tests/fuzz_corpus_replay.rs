@@ -1,5 +1,5 @@
-//! Replays the committed cargo-fuzz seed corpora of the block decoder and the table
-//! reader, so that every `cargo test` exercises the fuzz targets' invariants on
+//! Replays the committed cargo-fuzz seed corpora of the block decoder, the table
+//! reader, the manifest decoder and the engine model, so that every `cargo test` exercises the fuzz targets' invariants on
 //! stable Rust.
 
 use std::path::{Path, PathBuf};
@@ -350,4 +350,13 @@ fn generate_seed_corpus() {
         assert!(bytes.len() < 4096, "{name} is too big for a seed");
         std::fs::write(out.join(name), bytes).unwrap();
     }
+}
+
+#[test]
+fn engine_model_corpus_replays_without_a_difference() {
+    let count = replay("engine_model", strata::fuzzing::engine_model);
+    assert!(
+        count >= 8,
+        "engine_model seed corpus has only {count} inputs"
+    );
 }
