@@ -105,7 +105,9 @@ pub fn verify_directory(fs: &Arc<dyn Fs>, dir: &Path) -> Result<VerifyReport> {
     }
     let wal_dir = dir.join(WAL_DIR);
     if fs.exists(&wal_dir)? {
-        let reader = WalReader::open(Arc::clone(fs), &wal_dir, SeqNo(0), RecoveryMode::Strict)?;
+        // Judged as recovery judges it: damage before the last sync mark is corruption.
+        let reader = WalReader::open(Arc::clone(fs), &wal_dir, SeqNo(0), RecoveryMode::Strict)?
+            .for_closed_log();
         for record in reader {
             let record = record?;
             report.wal_records += 1;

@@ -1,10 +1,12 @@
 //! Bit flips in every kind of file of a closed database.
 //!
-//! A small database is built on `FaultFs` and closed cleanly: four keyspaces
-//! (`plain` uncompressed, `packed` zstd, `nofilter` without bloom filter, and
-//! `default`), several flushed tables per keyspace (level 0, and level 1 from a
+//! A small database is built on `FaultFs` and closed cleanly: five keyspaces
+//! (`plain` uncompressed, `packed` zstd, `nofilter` without bloom filter, `separated`
+//! with its values of 40 bytes and more in value-log segments, and `default`), several
+//! flushed tables per keyspace (level 0, and level 1 from a
 //! compaction), and a last stretch of write batches that lives only in the WAL. Then,
-//! for each file (every table, the manifest, `CURRENT`, every WAL segment), one bit is
+//! for each file (every table, every value-log segment, the manifest, `CURRENT`, every
+//! WAL segment), one bit is
 //! flipped at sampled offsets, each time on a fresh `FaultFs` copy of the database:
 //! every offset of files under 4 KiB; for larger files every byte of the table's
 //! index, filter, properties and footer (located through the footer and the index),
@@ -22,7 +24,9 @@
 //!   the reference after a prefix of the WAL-only batches (a tail judged torn: data
 //!   may be missing after a prefix, never wrong);
 //! - never a panic (in the test's thread or a background thread), never a wrong value,
-//!   never another kind of error.
+//!   never another kind of error;
+//! - and whenever opening or reading reported the flip, `verify_directory` (the
+//!   library behind `strata verify`) reports it too, naming the same file.
 //!
 //! A regression test beside it flips every byte of the manifest of a database whose
 //! last manifest edit creates a keyspace (it used to be taken for a torn tail, losing
@@ -48,7 +52,7 @@ use strata::{
 };
 
 const DB: &str = "/db";
-const KEYSPACES: [&str; 4] = [DEFAULT_KEYSPACE, "plain", "packed", "nofilter"];
+const KEYSPACES: [&str; 5] = [DEFAULT_KEYSPACE, "plain", "packed", "nofilter", "separated"];
 /// Files below this size get a flip at every offset.
 const SMALL_FILE: u64 = 4096;
 /// Strided samples taken from the bulk of a large file.
@@ -89,6 +93,11 @@ fn ks_options(name: &str) -> KeyspaceOptions {
         },
         "nofilter" => KeyspaceOptions {
             bloom_bits_per_key: 0,
+            ..base
+        },
+        // Values of 40 bytes and more go to value-log segments at flush.
+        "separated" => KeyspaceOptions {
+            value_threshold: Some(40),
             ..base
         },
         _ => base,
@@ -337,6 +346,12 @@ fn regions_of(path: &Path, bytes: &[u8], newest_wal: &Path) -> Vec<(Range<u64>, 
         whole("manifest")
     } else if name == "CURRENT" {
         whole("CURRENT")
+    } else if name.ends_with(".vlog") {
+        let header = (strata_vlog::SEGMENT_HEADER_LEN as u64).min(len);
+        vec![
+            (0..header, "value log segment header"),
+            (header..len, "value log records"),
+        ]
     } else if name.ends_with(".wal") {
         let what = if path == newest_wal {
             "wal (newest segment)"
@@ -455,6 +470,21 @@ fn first_difference(a: &State, b: &State) -> String {
     "no difference".into()
 }
 
+/// `None` when `verify_directory` (what `strata verify` runs) reports the trial's flip
+/// as corruption of the flipped file; otherwise what it said instead.
+fn verify_misses(reference: &Reference, trial: &Trial, seed: u64) -> Option<String> {
+    let (path, _) = &reference.files[trial.file_no];
+    let fs = copy_of(reference, seed);
+    fs.flip_bit(path, trial.offset, trial.bit).unwrap();
+    let fs: Arc<dyn Fs> = Arc::new(fs);
+    match strata::verify::verify_directory(&fs, Path::new(DB)) {
+        Err(Error::Corruption { file, .. }) if &file == path => None,
+        other => Some(format!(
+            "the read path reported the flip but verify said {other:?}"
+        )),
+    }
+}
+
 /// Runs one trial: a fresh copy, one flip, open and read everything.
 fn run_trial(reference: &Reference, trial: &Trial, seed: u64) -> Outcome {
     let (path, bytes) = &reference.files[trial.file_no];
@@ -490,10 +520,15 @@ fn run_trial(reference: &Reference, trial: &Trial, seed: u64) -> Outcome {
         Ok(Err((stage, e))) => match &e {
             Error::Corruption {
                 file, offset: at, ..
-            } if file == path && *at <= len => match stage {
-                Stage::Open => Outcome::AtOpen,
-                Stage::Read => Outcome::AtRead,
-            },
+            } if file == path && *at <= len => {
+                if let Some(missed) = verify_misses(reference, trial, seed) {
+                    return Outcome::Failed(missed);
+                }
+                match stage {
+                    Stage::Open => Outcome::AtOpen,
+                    Stage::Read => Outcome::AtRead,
+                }
+            }
             Error::Corruption { .. } => {
                 Outcome::Failed(format!("corruption reported for the wrong place: {e}"))
             }
@@ -655,6 +690,8 @@ fn bit_flips_in_every_file_kind_are_detected_or_harmless() {
         "CURRENT",
         "wal segment header",
         "wal (newest segment)",
+        "value log segment header",
+        "value log records",
     ] {
         assert!(
             by_region.get(what).is_some_and(|t| t.flips > 0),

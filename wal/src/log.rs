@@ -1106,9 +1106,22 @@ pub struct WalReader {
     buffered: std::collections::VecDeque<WalRecord>,
     last_seq: Option<SeqNo>,
     failed: bool,
+    /// No process writes the log: judge the newest segment's tail as recovery does.
+    closed: bool,
 }
 
 impl WalReader {
+    /// For a log no process is writing (an offline check): the newest segment's tail
+    /// is judged as [`Wal::open`] judges it, so damage before its last sync mark is
+    /// [`Error::Corruption`] and only what lies past it counts as a torn tail (where
+    /// the reader stops), instead of taking a fragment cut off by the end of the file
+    /// for one still being written.
+    #[must_use]
+    pub fn for_closed_log(mut self) -> Self {
+        self.closed = true;
+        self
+    }
+
     /// Lists the segments of `dir`, checks their headers and positions the reader at the
     /// first record whose last sequence number is at or after `from`. The newest
     /// segment may have an unwritten header (it is being created); in salvage mode
@@ -1164,6 +1177,7 @@ impl WalReader {
             buffered: Default::default(),
             last_seq: None,
             failed: false,
+            closed: false,
         })
     }
 
@@ -1202,7 +1216,11 @@ impl WalReader {
             Ok(h) => return Err(wrong_id(&path, h.id, id)),
             Err(e) => return Err(e),
         };
-        let tail = if is_last { Tail::Live } else { Tail::Sealed };
+        let tail = match (is_last, self.closed) {
+            (false, _) => Tail::Sealed,
+            (true, false) => Tail::Live,
+            (true, true) => Tail::Recover,
+        };
         let from = self.from;
         let buffered = &mut self.buffered;
         let outcome = scan_segment(
