@@ -333,6 +333,27 @@ fn model_value(b: u8, op: usize) -> Vec<u8> {
     v
 }
 
+/// Keyspace options under which a workload of a few hundred small writes flushes,
+/// compacts over several levels and separates values of `value_threshold` bytes and
+/// more (for the model target and the fault-injection tests).
+pub fn small_tree_options(
+    durability: crate::Durability,
+    value_threshold: u32,
+) -> crate::KeyspaceOptions {
+    crate::KeyspaceOptions {
+        durability,
+        memtable_bytes: 4096,
+        level_size_ratio: 3,
+        l0_compaction_trigger: 2,
+        base_level_bytes: 8192,
+        target_table_bytes: 4096,
+        block_size: 512,
+        value_threshold: Some(value_threshold),
+        vlog_gc_garbage_ratio: 0.3,
+        ..crate::KeyspaceOptions::default()
+    }
+}
+
 struct ModelDb {
     fs: Arc<dyn Fs>,
     db: Option<crate::Db>,
@@ -352,18 +373,7 @@ impl ModelDb {
         self.keyspaces = MODEL_KEYSPACES
             .iter()
             .map(|(name, durability)| {
-                let options = crate::KeyspaceOptions {
-                    durability: *durability,
-                    memtable_bytes: 4096,
-                    level_size_ratio: 3,
-                    l0_compaction_trigger: 2,
-                    base_level_bytes: 8192,
-                    target_table_bytes: 4096,
-                    block_size: 512,
-                    value_threshold: Some(64),
-                    vlog_gc_garbage_ratio: 0.3,
-                    ..crate::KeyspaceOptions::default()
-                };
+                let options = small_tree_options(*durability, 64);
                 db.keyspace_or_create(name, options).expect("keyspace")
             })
             .collect();

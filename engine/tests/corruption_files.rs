@@ -36,6 +36,8 @@
 //! printed; run with `--nocapture` to see it. `STRATA_CORRUPTION_FULL=1` flips every
 //! bit of every offset of every file instead (about eight times as many trials).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::mix;
 use strata::iter::InternalIterator;
 use strata::table::format::{BlockHandle, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN};
 use strata::table::Block;
@@ -59,13 +62,6 @@ const SMALL_FILE: u64 = 4096;
 const STRIDE_SAMPLES: u64 = 600;
 
 type State = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 fn options() -> Options {
     Options {
@@ -440,9 +436,6 @@ enum Outcome {
     Failed(String),
 }
 
-/// Panics on background threads (where `catch_unwind` in the trial cannot see them).
-static BACKGROUND_PANICS: AtomicU64 = AtomicU64::new(0);
-
 fn first_difference(a: &State, b: &State) -> String {
     for (name, map) in a {
         let other = &b[name];
@@ -491,9 +484,9 @@ fn run_trial(reference: &Reference, trial: &Trial, seed: u64) -> Outcome {
     let len = bytes.len() as u64;
     let fs = copy_of(reference, seed);
     fs.flip_bit(path, trial.offset, trial.bit).unwrap();
-    let bg_before = BACKGROUND_PANICS.load(Ordering::SeqCst);
+    let bg_before = common::background_panics();
     let result = catch_unwind(AssertUnwindSafe(|| read_everything(&fs, reference)));
-    if BACKGROUND_PANICS.load(Ordering::SeqCst) != bg_before {
+    if common::background_panics() != bg_before {
         // With two trials running at once, this may be the other trial's.
         return Outcome::Failed("a background thread panicked during this trial".into());
     }
@@ -541,16 +534,7 @@ fn run_trial(reference: &Reference, trial: &Trial, seed: u64) -> Outcome {
 fn bit_flips_in_every_file_kind_are_detected_or_harmless() {
     let full = std::env::var("STRATA_CORRUPTION_FULL").is_ok_and(|v| v == "1");
     let reference = build_reference();
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("strata-bg"))
-        {
-            BACKGROUND_PANICS.fetch_add(1, Ordering::SeqCst);
-        }
-        previous_hook(info);
-    }));
+    common::count_background_panics();
 
     // The undamaged copy reads exactly as the reference.
     let clean = read_everything(&copy_of(&reference, 1), &reference)

@@ -1,11 +1,35 @@
 //! Helpers shared by the engine's integration tests: a seeded mixer, the child's line
-//! protocol and starting this test binary again as a child (process-kill tests), and
-//! the value-log files of a database directory.
+//! protocol and starting this test binary again as a child (process-kill tests), the
+//! value-log files of a database directory, and a count of panics on the engine's
+//! background threads (which a test's `catch_unwind` cannot see).
 
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static BACKGROUND_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Installs a panic hook (keeping the previous one) that counts panics on the
+/// engine's background threads (`strata-bg-*`).
+pub fn count_background_panics() {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("strata-bg"))
+        {
+            BACKGROUND_PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        previous_hook(info);
+    }));
+}
+
+/// Panics counted on background threads since [`count_background_panics`].
+pub fn background_panics() -> u64 {
+    BACKGROUND_PANICS.load(Ordering::SeqCst)
+}
 
 /// SplitMix64's finaliser: a well-spread `u64` from any `u64`.
 pub fn mix(mut z: u64) -> u64 {

@@ -1,0 +1,296 @@
+//! I/O errors injected at the Nth call of a fixed workload, for every kind of call.
+//!
+//! The workload (on `FaultFs`, two keyspaces: `state` with `Sync` durability and
+//! `events` with `Buffered`, values of 48 bytes and more separated, small memtables so
+//! that it flushes, compacts and collects the value log) is first run clean to count
+//! its reads, writes, syncs, renames, removes and creations. Then, for each kind and
+//! for sampled N up to that count, a fresh run makes the Nth such call fail with EIO,
+//! and another with ENOSPC (once: the disk recovers). Every operation's outcome is
+//! recorded; the run goes on after errors to its end, or (a second run per point)
+//! power is lost right after the operation during which the fault fired. What must
+//! hold:
+//! - no panic, in the test's thread or a background thread;
+//! - a read that succeeds returns a value written to that key (acknowledged or not),
+//!   never anything else; a `Sync` key never reads older than its last acknowledged
+//!   write;
+//! - after the run, power is lost (unsynced data dropped) and the database reopens;
+//!   every `Sync` key holds its last acknowledged value or a later one that was
+//!   attempted, every `events` key a value that was written to it or nothing;
+//! - the reopened database takes writes again.
+//!
+//! `STRATA_IO_ERROR_STRIDE` sets how densely N is sampled (default: every call of the
+//! rarer kinds, about 40 points of each other kind); each point runs with EIO and with
+//! ENOSPC, each both ways. Mutation-checked: a WAL that acknowledges `Sync` writes
+//! after a failed fsync fails it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use strata::{Db, Durability, Error, FaultFs, KeyspaceOptions, Options, WriteBatch};
+use strata_wal::{FaultKind, FaultOp, FaultRule};
+
+const DB: &str = "/db";
+const KINDS: [FaultOp; 6] = [
+    FaultOp::Read,
+    FaultOp::Write,
+    FaultOp::Sync,
+    FaultOp::Rename,
+    FaultOp::Remove,
+    FaultOp::Create,
+];
+
+fn options() -> Options {
+    Options {
+        wal_segment_bytes: 4096,
+        max_wal_bytes: 16384,
+        manifest_rollover_bytes: 4096,
+        background_threads: 1,
+        ..Options::default()
+    }
+}
+
+fn ks_options(durability: Durability) -> KeyspaceOptions {
+    strata::fuzzing::small_tree_options(durability, 48)
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("k{:02}", i % 24).into_bytes()
+}
+
+fn value(op: u64) -> Vec<u8> {
+    let mut v = format!("v{op}-").into_bytes();
+    v.resize(8 + (op as usize * 37) % 120, b'a' + (op % 26) as u8);
+    v
+}
+
+/// Per key, every value written to it (acknowledged or not), by op.
+type Written = BTreeMap<Vec<u8>, BTreeMap<u64, Vec<u8>>>;
+
+/// What the run did to each key: every value written to it, the op of its last
+/// acknowledged write and of its last attempted one.
+#[derive(Default)]
+struct Oracle {
+    /// keyspace index → key → values ever written (acknowledged or not), by op.
+    written: [Written; 2],
+    /// keyspace index → key → op of the last acknowledged write.
+    acked: [BTreeMap<Vec<u8>, u64>; 2],
+}
+
+impl Oracle {
+    fn attempt(&mut self, ks: usize, k: &[u8], op: u64, v: &[u8]) {
+        self.written[ks]
+            .entry(k.to_vec())
+            .or_default()
+            .insert(op, v.to_vec());
+    }
+
+    /// Checks a value read for `k` in keyspace `ks`: one written to it, and for a
+    /// `Sync` key none older than its last acknowledged write (nor nothing).
+    fn check(&self, ks: usize, k: &[u8], got: Option<&[u8]>, context: &str) {
+        let written = self.written[ks].get(k);
+        match got {
+            None => {
+                if ks == 0 {
+                    assert!(
+                        !self.acked[0].contains_key(k),
+                        "{context}: acknowledged Sync key {k:?} is missing"
+                    );
+                }
+            }
+            Some(v) => {
+                let Some(op) = written.and_then(|w| w.iter().find(|(_, x)| x.as_slice() == v))
+                else {
+                    panic!("{context}: key {k:?} reads a value never written: {v:?}");
+                };
+                if ks == 0 {
+                    if let Some(acked) = self.acked[0].get(k) {
+                        assert!(
+                            op.0 >= acked,
+                            "{context}: Sync key {k:?} reads the value of op {} older than its acknowledged op {acked}",
+                            op.0
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fixed workload; returns how many operations failed. Stops early, after the
+/// operation during which `stop()` became true.
+fn workload(db: &Db, oracle: &mut Oracle, stop: &dyn Fn() -> bool) -> u64 {
+    let (Ok(state), Ok(events)) = (
+        db.keyspace_or_create("state", ks_options(Durability::Sync)),
+        db.keyspace_or_create("events", ks_options(Durability::Buffered)),
+    ) else {
+        return 1;
+    };
+    let keyspaces = [&state, &events];
+    let mut failures = 0;
+    for op in 0..160u64 {
+        let k = key(op * 7 + op / 24);
+        let v = value(op);
+        let outcome: Result<(), Error> = match op % 16 {
+            0..=5 => {
+                let ks = (op % 2) as usize;
+                oracle.attempt(ks, &k, op, &v);
+                let r = keyspaces[ks].put(&k, &v);
+                if r.is_ok() {
+                    oracle.acked[ks].insert(k.clone(), op);
+                }
+                r
+            }
+            6 | 7 => {
+                // A batch across both keyspaces (Sync: it touches `state`).
+                let mut b = WriteBatch::new();
+                b.put(&state, &k, &v);
+                b.put(&events, &k, &v);
+                oracle.attempt(0, &k, op, &v);
+                oracle.attempt(1, &k, op, &v);
+                let r = db.write(b);
+                if r.is_ok() {
+                    oracle.acked[0].insert(k.clone(), op);
+                    oracle.acked[1].insert(k.clone(), op);
+                }
+                r
+            }
+            8..=10 => {
+                let ks = (op % 2) as usize;
+                match keyspaces[ks].get(&k) {
+                    Ok(got) => {
+                        oracle.check(ks, &k, got.as_deref(), &format!("op {op} get"));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            11 => keyspaces[(op % 2) as usize].iter().try_for_each(|kv| {
+                let (k, v) = kv?;
+                oracle.check((op % 2) as usize, &k, Some(&v), &format!("op {op} scan"));
+                Ok(())
+            }),
+            12 => keyspaces[(op % 2) as usize].flush(),
+            13 => keyspaces[(op % 2) as usize].compact(),
+            14 => db.gc_value_log(keyspaces[(op % 2) as usize]).map(|_| ()),
+            _ => db.sync_wal(),
+        };
+        if outcome.is_err() {
+            failures += 1;
+        }
+        if stop() {
+            break;
+        }
+    }
+    failures
+}
+
+fn open(fs: &FaultFs) -> Result<Db, Error> {
+    Db::open_with_fs(DB, options(), Arc::new(fs.clone()))
+}
+
+/// Counts of each kind of call the clean workload makes (after its open).
+fn clean_counts() -> Vec<(FaultOp, u64)> {
+    let fs = FaultFs::new(1);
+    let db = open(&fs).unwrap();
+    let before: Vec<u64> = KINDS.iter().map(|k| fs.op_count(*k)).collect();
+    let mut oracle = Oracle::default();
+    assert_eq!(
+        workload(&db, &mut oracle, &|| false),
+        0,
+        "the clean workload fails"
+    );
+    db.wait_for_background_work().unwrap();
+    KINDS
+        .iter()
+        .zip(before)
+        .map(|(k, b)| (*k, fs.op_count(*k) - b))
+        .collect()
+}
+
+/// One injection: the Nth call of kind `op` fails with `kind`. With `crash_at_fault`
+/// power is lost right after the operation during which it fired (so a later sync
+/// cannot cover for an acknowledgement the failed one should have withheld);
+/// otherwise the workload runs to its end first. Returns the failed operations.
+fn run_one(op: FaultOp, nth: u64, kind: FaultKind, crash_at_fault: bool) -> u64 {
+    let fs = FaultFs::new(nth ^ 0x5eed);
+    let db = open(&fs).unwrap();
+    let fired_at = fs.op_count(op) + nth;
+    fs.inject(FaultRule::once(op, nth, kind));
+    let mut oracle = Oracle::default();
+    let watch = fs.clone();
+    let stop = move || crash_at_fault && watch.op_count(op) >= fired_at;
+    let failures = workload(&db, &mut oracle, &stop);
+    if !crash_at_fault {
+        let _ = db.wait_for_background_work();
+    }
+    // The disk recovers (a fault that did not fire during the run is dropped), then
+    // power is lost: what was not synced goes.
+    fs.clear_faults();
+    fs.crash();
+    drop(db);
+    let context = format!("{op:?} #{nth} {kind:?}");
+    let db = open(&fs).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+    for (i, name) in ["state", "events"].iter().enumerate() {
+        let ks = db
+            .keyspace_or_create(
+                name,
+                ks_options([Durability::Sync, Durability::Buffered][i]),
+            )
+            .unwrap();
+        for k in oracle.written[i].keys() {
+            let got = ks
+                .get(k)
+                .unwrap_or_else(|e| panic!("{context}: get after reopen: {e}"));
+            oracle.check(i, k, got.as_deref(), &format!("{context}, after reopen"));
+        }
+        if i == 0 {
+            for k in oracle.acked[0].keys() {
+                assert!(
+                    ks.get(k).unwrap().is_some(),
+                    "{context}: acknowledged Sync key {k:?} lost"
+                );
+            }
+        }
+        ks.put(b"after", b"reopen")
+            .unwrap_or_else(|e| panic!("{context}: the reopened database refuses writes: {e}"));
+    }
+    db.close().unwrap();
+    failures
+}
+
+#[test]
+fn eio_and_enospc_at_every_call_kind_lose_nothing_acknowledged() {
+    common::count_background_panics();
+    let counts = clean_counts();
+    let mut points = 0;
+    let mut surfaced = 0;
+    for (op, count) in counts {
+        let stride = std::env::var("STRATA_IO_ERROR_STRIDE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or((count / 40).max(1));
+        let mut nth = 1;
+        while nth <= count {
+            for kind in [FaultKind::Eio, FaultKind::Enospc] {
+                for crash_at_fault in [false, true] {
+                    let failed = run_one(op, nth, kind, crash_at_fault);
+                    points += 1;
+                    surfaced += u64::from(failed > 0);
+                }
+            }
+            nth += stride;
+        }
+        println!("{op:?}: {count} calls in the workload");
+    }
+    println!(
+        "io_error_injection summary: {points} injection points, {surfaced} surfaced as a failed operation"
+    );
+    assert_eq!(
+        common::background_panics(),
+        0,
+        "a background thread panicked"
+    );
+    assert!(points >= 40, "only {points} injection points");
+}
