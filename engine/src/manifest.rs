@@ -857,7 +857,7 @@ impl ManifestWriter {
             len,
             base_len: len,
             failed: None,
-            marked: synced,
+            marked: len,
         })
     }
 
@@ -936,8 +936,9 @@ impl ManifestWriter {
         encode_sync_mark(&mut buf, self.salt, self.number, self.len);
         let written = self.file.append(&buf).and_then(|()| self.file.sync_data());
         self.note(written)?;
-        self.marked = self.len;
         self.len += buf.len() as u64;
+        // The mark itself needs no mark: nothing new is left to declare.
+        self.marked = self.len;
         Ok(())
     }
 }

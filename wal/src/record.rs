@@ -188,7 +188,10 @@ impl<'a> PayloadReader<'a> {
 
     /// The next payload, or why there is none.
     pub fn next_payload(&mut self) -> PayloadItem {
-        let start = self.pos;
+        // Where the payload begins: past any sync marks before its first fragment, so
+        // that a payload cut off after marks is placed where it really starts (a reader
+        // judging torn tails against a marked durable offset depends on it).
+        let mut start = self.pos;
         let mut acc: Option<Vec<u8>> = None;
         loop {
             if self.pos >= self.buf.len() && acc.is_none() {
@@ -201,7 +204,7 @@ impl<'a> PayloadReader<'a> {
                     let at = self.pos;
                     self.pos = next;
                     match (ty, acc.take()) {
-                        (FragmentType::SyncMark, None) => {}
+                        (FragmentType::SyncMark, None) => start = next,
                         (FragmentType::Full, None) => {
                             return PayloadItem::Payload(body.to_vec(), start)
                         }
@@ -539,6 +542,31 @@ mod tests {
         r.next_payload();
         r.next_payload();
         assert!(matches!(r.next_payload(), PayloadItem::Incomplete(_)));
+    }
+
+    /// Regression: a payload cut off after sync marks was reported as starting at the
+    /// first of those marks, so a manifest whose last mark declared the bytes before
+    /// it durable, followed by an edit torn by a power loss, was judged "cut off below
+    /// its durable end" and refused to open (found by
+    /// `engine/tests/power_loss_points.rs`).
+    #[test]
+    fn payload_cut_off_after_sync_marks_starts_after_them() {
+        let mut buf = Vec::new();
+        encode_payload(&mut buf, SALT, b"edit");
+        let first_mark = buf.len();
+        encode_sync_mark(&mut buf, SALT, 1, first_mark as u64);
+        let second_mark = buf.len();
+        encode_sync_mark(&mut buf, SALT, 1, second_mark as u64);
+        let torn_at = buf.len();
+        encode_payload(&mut buf, SALT, b"the next edit");
+        let mut r = PayloadReader::new(&buf[..buf.len() - 2], 0, SALT);
+        assert!(matches!(r.next_payload(), PayloadItem::Payload(p, 0) if p == b"edit"));
+        assert_eq!(r.next_payload(), PayloadItem::Incomplete(torn_at));
+        // A whole payload after marks is placed where its own fragment starts too.
+        let mut r = PayloadReader::new(&buf, first_mark, SALT);
+        assert!(
+            matches!(r.next_payload(), PayloadItem::Payload(p, at) if p == b"the next edit" && at == torn_at)
+        );
     }
 
     #[test]

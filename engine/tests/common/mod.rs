@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
