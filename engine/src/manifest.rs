@@ -1063,6 +1063,10 @@ mod tests {
         w.append(&e).unwrap();
         state.apply(&e).unwrap();
         w.mark_durable().unwrap();
+        // A mark needs no mark of its own: a second call writes nothing.
+        let marked_len = w.len();
+        w.mark_durable().unwrap();
+        assert_eq!(w.len(), marked_len);
         let path = dir.join(manifest_file_name(1));
         let (read, edits) = read_manifest(fs.as_ref(), &path, 1).unwrap();
         assert_eq!(read, state);

@@ -67,8 +67,9 @@ fn clean_counts() -> Vec<(FaultOp, u64)> {
 /// One injection: the Nth call of kind `op` fails with `kind`. With `crash_at_fault`
 /// power is lost right after the operation during which it fired (so a later sync
 /// cannot cover for an acknowledgement the failed one should have withheld);
-/// otherwise the workload runs to its end first. Returns the failed operations.
-fn run_one(op: FaultOp, nth: u64, kind: FaultKind, crash_at_fault: bool) -> u64 {
+/// otherwise the workload runs to its end first. Returns the failed operations and
+/// whether the fault fired during the run.
+fn run_one(op: FaultOp, nth: u64, kind: FaultKind, crash_at_fault: bool) -> (u64, bool) {
     let fs = FaultFs::new(nth ^ 0x5eed);
     let db = open(&fs).unwrap();
     let fired_at = fs.op_count(op) + nth;
@@ -80,11 +81,14 @@ fn run_one(op: FaultOp, nth: u64, kind: FaultKind, crash_at_fault: bool) -> u64 
     if !crash_at_fault {
         let _ = db.wait_for_background_work();
     }
+    let fired = fs.op_count(op) >= fired_at;
     // The disk recovers (a fault that did not fire during the run is dropped), then
-    // power is lost: what was not synced goes.
+    // power is lost while the old handle and its background thread are still there
+    // (nothing they do after it reaches the disk): what was not synced goes.
     fs.clear_faults();
-    fs.crash();
+    fs.power_off(strata_wal::CrashMode::DropUnsynced);
     drop(db);
+    fs.restart();
     let context = format!("{op:?} #{nth} {kind:?}");
     let db = open(&fs).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
     for (i, name) in ["state", "events"].iter().enumerate() {
@@ -100,19 +104,11 @@ fn run_one(op: FaultOp, nth: u64, kind: FaultKind, crash_at_fault: bool) -> u64 
                 .unwrap_or_else(|e| panic!("{context}: get after reopen: {e}"));
             oracle.check(i, k, got.as_deref(), &format!("{context}, after reopen"));
         }
-        if i == 0 {
-            for k in oracle.acked[0].keys() {
-                assert!(
-                    ks.get(k).unwrap().is_some(),
-                    "{context}: acknowledged Sync key {k:?} lost"
-                );
-            }
-        }
         ks.put(b"after", b"reopen")
             .unwrap_or_else(|e| panic!("{context}: the reopened database refuses writes: {e}"));
     }
     db.close().unwrap();
-    failures
+    (failures, fired)
 }
 
 #[test]
@@ -121,6 +117,7 @@ fn eio_and_enospc_at_every_call_kind_lose_nothing_acknowledged() {
     let counts = clean_counts();
     let mut points = 0;
     let mut surfaced = 0;
+    let mut fired = 0;
     for (op, count) in counts {
         let stride = std::env::var("STRATA_IO_ERROR_STRIDE")
             .ok()
@@ -130,9 +127,10 @@ fn eio_and_enospc_at_every_call_kind_lose_nothing_acknowledged() {
         while nth <= count {
             for kind in [FaultKind::Eio, FaultKind::Enospc] {
                 for crash_at_fault in [false, true] {
-                    let failed = run_one(op, nth, kind, crash_at_fault);
+                    let (failed, did_fire) = run_one(op, nth, kind, crash_at_fault);
                     points += 1;
                     surfaced += u64::from(failed > 0);
+                    fired += u64::from(did_fire);
                 }
             }
             nth += stride;
@@ -140,7 +138,17 @@ fn eio_and_enospc_at_every_call_kind_lose_nothing_acknowledged() {
         println!("{op:?}: {count} calls in the workload");
     }
     println!(
-        "io_error_injection summary: {points} injection points, {surfaced} surfaced as a failed operation"
+        "io_error_injection summary: {points} injection points, {fired} fired during the run, {surfaced} surfaced as a failed operation"
+    );
+    // Background work shifts the calls a little from run to run; most faults must
+    // still land inside the workload, and most must surface.
+    assert!(
+        fired * 10 >= points * 9,
+        "only {fired} of {points} faults fired"
+    );
+    assert!(
+        surfaced * 2 >= points,
+        "only {surfaced} of {points} faults surfaced"
     );
     assert_eq!(
         common::background_panics(),

@@ -84,25 +84,40 @@ fn clean_counts() -> Vec<(FaultOp, u64)> {
 /// counted in the summary).
 const RECOVERY_CALLS: u64 = 48;
 
-/// One crash point; returns whether the second power loss landed inside the recovery.
-fn one_point(op: FaultOp, nth: u64, point: u64) -> bool {
+/// What one crash point did.
+struct PointOutcome {
+    /// The first power loss hit the chosen call (not the fallback after the run).
+    fired: bool,
+    /// The second power loss landed inside the recovery.
+    second_landed: bool,
+    /// The checkpoint returned, and was checked after the crashes.
+    checkpoint_checked: bool,
+}
+
+/// One crash point: power lost at the `nth` call of kind `op`, or (`None`) right
+/// after the workload and its checkpoint returned.
+fn one_point(at: Option<(FaultOp, u64)>, point: u64) -> PointOutcome {
     let mode = [
         CrashMode::DropUnsynced,
         CrashMode::TornTail,
         CrashMode::GarbageTail,
     ][(point % 3) as usize];
-    let context = format!("power lost at {op:?} #{nth} ({mode:?})");
+    let context = format!("power lost at {at:?} ({mode:?})");
     let fs = FaultFs::new(point ^ 0xc0ffee);
     fs.set_crash_mode(mode);
     let db = open(&fs, DB).unwrap();
-    fs.inject(FaultRule::once(op, nth, FaultKind::Crash));
+    if let Some((op, nth)) = at {
+        fs.inject(FaultRule::once(op, nth, FaultKind::Crash));
+    }
     let mut oracle = Oracle::default();
     let checkpointed = run(&db, &mut oracle);
-    drop(db);
-    if !fs.is_powered_off() {
-        // The call was not reached in this run (background timing): lose power now.
+    let fired = fs.is_powered_off();
+    if !fired {
+        // No injection, or the call was not reached (background timing): lose power
+        // now, before the handle is dropped (a clean close would sync everything).
         fs.power_off(mode);
     }
+    drop(db);
     fs.clear_faults();
     fs.restart();
 
@@ -126,14 +141,24 @@ fn one_point(op: FaultOp, nth: u64, point: u64) -> bool {
         .unwrap_or_else(|e| panic!("{context}: the database refuses writes: {e}"));
     db.close().unwrap();
 
-    match open(&fs, CHECKPOINT) {
-        Ok(cp) => check(&cp, &oracle, &format!("{context}, checkpoint")),
-        Err(e) => assert!(
-            !checkpointed,
-            "{context}: a checkpoint that returned does not open: {e}"
-        ),
+    let checkpoint_checked = match open(&fs, CHECKPOINT) {
+        Ok(cp) => {
+            check(&cp, &oracle, &format!("{context}, checkpoint"));
+            checkpointed
+        }
+        Err(e) => {
+            assert!(
+                !checkpointed,
+                "{context}: a checkpoint that returned does not open: {e}"
+            );
+            false
+        }
+    };
+    PointOutcome {
+        fired: fired || at.is_none(),
+        second_landed,
+        checkpoint_checked,
     }
-    second_landed
 }
 
 #[test]
@@ -141,15 +166,36 @@ fn power_loss_at_every_sync_rename_remove_and_create_with_a_second_in_recovery()
     common::count_background_panics();
     let counts = clean_counts();
     let mut points = 0u64;
+    let mut fired = 0u64;
     let mut second_crashes = 0u64;
+    let mut checkpoints = 0u64;
+    let mut tally = |outcome: PointOutcome| {
+        fired += u64::from(outcome.fired);
+        second_crashes += u64::from(outcome.second_landed);
+        checkpoints += u64::from(outcome.checkpoint_checked);
+    };
+    // Power lost right after the checkpoint returned, three times (one per crash
+    // mode): the checkpoint must hold every acknowledged `Sync` write.
+    for _ in 0..3 {
+        tally(one_point(None, points));
+        points += 1;
+    }
     for (op, count) in &counts {
         for nth in 1..=*count {
-            second_crashes += u64::from(one_point(*op, nth, points));
+            tally(one_point(Some((*op, nth)), points));
             points += 1;
         }
     }
     println!(
-        "power_loss_points summary: {points} crash points {counts:?}, {second_crashes} with a second crash inside the recovery"
+        "power_loss_points summary: {points} crash points {counts:?}, {fired} hit their call, {second_crashes} with a second crash inside the recovery, {checkpoints} returned checkpoints checked"
+    );
+    assert!(
+        fired * 10 >= points * 9,
+        "only {fired} of {points} crashes hit their call"
+    );
+    assert!(
+        checkpoints >= 3,
+        "only {checkpoints} returned checkpoints were checked"
     );
     assert_eq!(
         common::background_panics(),
