@@ -360,3 +360,66 @@ fn engine_model_corpus_replays_without_a_difference() {
         "engine_model seed corpus has only {count} inputs"
     );
 }
+
+#[test]
+fn record_decoders_corpus_replays_without_panics() {
+    let count = replay("record_decoders", strata::fuzzing::record_decoders);
+    assert!(
+        count >= 8,
+        "record_decoders seed corpus has only {count} inputs"
+    );
+}
+
+/// Writes the seed corpus of `record_decoders`: `cargo test -p strata --release --test
+/// fuzz_corpus_replay -- --ignored generate_record_decoders_seeds`.
+#[test]
+#[ignore]
+fn generate_record_decoders_seeds() {
+    use strata::{CompactionStyle, Compression, Durability, KeyspaceOptions};
+    use strata_vlog::ValuePointer;
+
+    let dir = corpus("record_decoders");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    let with = |which: u8, body: &[u8]| {
+        let mut v = vec![which];
+        v.extend_from_slice(body);
+        v
+    };
+    let default = KeyspaceOptions::default().encode();
+    let custom = KeyspaceOptions {
+        durability: Durability::Sync,
+        compression: Compression::Zstd,
+        compaction: CompactionStyle::Tiered,
+        value_threshold: None,
+        history_seqs: Some(1000),
+        ..KeyspaceOptions::default()
+    }
+    .encode();
+    seeds.push(with(0, &default));
+    seeds.push(with(0, &custom));
+    seeds.push(with(0, &default[..default.len() / 2]));
+    // WAL payloads: count, then per entry op, keyspace id, key, value (puts only);
+    // every number below 128 is one varint byte.
+    seeds.push(with(1, &[1, 1, 2, 3, b'k', b'e', b'y', 2, b'v', b'1']));
+    seeds.push(with(
+        1,
+        &[
+            3, 1, 0, 1, b'a', 1, b'x', 2, 5, 1, b'b', 3, 5, 2, b'a', b'g',
+        ],
+    ));
+    seeds.push(with(1, &[0]));
+    seeds.push(with(1, &[2, 1, 0, 1, b'a']));
+    let pointer = ValuePointer {
+        segment: 3,
+        offset: 100,
+        len: 50,
+    }
+    .encode();
+    seeds.push(with(2, &pointer));
+    seeds.push(with(2, &pointer[..19]));
+    for (i, seed) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:02}")), seed).unwrap();
+    }
+}
