@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{lookup_order, random_key, KEY_LEN};
+use common::{hits_and_misses, random_key};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata::table::{BloomFilter, BloomFilterBuilder};
 use strata::Bytes;
@@ -35,14 +35,7 @@ fn probe(c: &mut Criterion) {
     }
     let filter = BloomFilter::decode(Bytes::from(builder.finish()), Path::new("bench"), 0)
         .expect("decode filter");
-    let hits: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, KEYS, 1)
-        .into_iter()
-        .map(random_key)
-        .collect();
-    let misses: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, KEYS, 2)
-        .into_iter()
-        .map(|i| random_key(i + KEYS))
-        .collect();
+    let (hits, misses) = hits_and_misses(LOOKUPS, KEYS);
     assert!(hits.iter().all(|k| filter.may_contain(k)));
     let false_positives = misses.iter().filter(|k| filter.may_contain(*k)).count();
 

@@ -21,7 +21,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{lookup_order, random_key, seq_key, value, KEY_LEN};
+use common::{hits_and_misses, random_key, seq_key, value, KEY_LEN};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata::key::ValueKind;
 use strata::memtable::Memtable;
@@ -77,15 +77,7 @@ fn get(c: &mut Criterion) {
         mem.insert(&random_key(i), SeqNo(i + 1), ValueKind::Put, &value(i));
     }
     let snapshot = SeqNo(MEMTABLE_ENTRIES + 1);
-    let hits: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, MEMTABLE_ENTRIES, 1)
-        .into_iter()
-        .map(random_key)
-        .collect();
-    // Indexes at or above the count written are never inserted.
-    let misses: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, MEMTABLE_ENTRIES, 2)
-        .into_iter()
-        .map(|i| random_key(i + MEMTABLE_ENTRIES))
-        .collect();
+    let (hits, misses) = hits_and_misses(LOOKUPS, MEMTABLE_ENTRIES);
     for (label, keys, expect_found) in [("hit", &hits, true), ("miss", &misses, false)] {
         assert_eq!(mem.get(&keys[0], snapshot).is_some(), expect_found);
         group.bench_function(BenchmarkId::from_parameter(label), |b| {

@@ -60,11 +60,7 @@ fn open_db(dir: &std::path::Path, sources: u64) -> (Db, Keyspace) {
     }
     db.wait_for_background_work().expect("background work");
     let stats = db.stats();
-    let shape = stats
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "bench")
-        .expect("keyspace stats");
+    let shape = stats.keyspace("bench").expect("keyspace stats");
     let runs: usize = shape.levels.iter().map(|l| l.runs).sum();
     assert_eq!(
         (shape.levels[0].tables, runs),

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{lookup_order, random_key, value, KEY_LEN};
+use common::{hits_and_misses, random_key, value, KEY_LEN};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata::cache::BlockCache;
 use strata::ids::TableId;
@@ -73,14 +73,7 @@ fn table_get(c: &mut Criterion) {
     );
 
     let snapshot = SeqNo(u64::MAX);
-    let hits: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, KEYS, 1)
-        .into_iter()
-        .map(random_key)
-        .collect();
-    let misses: Vec<[u8; KEY_LEN]> = lookup_order(LOOKUPS, KEYS, 2)
-        .into_iter()
-        .map(|i| random_key(i + KEYS))
-        .collect();
+    let (hits, misses) = hits_and_misses(LOOKUPS, KEYS);
     assert!(mapped.get(&hits[0], snapshot).expect("get").is_some());
     assert!(mapped.get(&misses[0], snapshot).expect("get").is_none());
 

@@ -132,6 +132,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The statistics of keyspace `name`, if it exists.
+    pub fn keyspace(&self, name: &str) -> Option<&KeyspaceStats> {
+        self.keyspaces.iter().find(|k| k.name == name)
+    }
+
     /// Bytes of keys and values written by users, all keyspaces.
     pub fn user_bytes(&self) -> u64 {
         self.keyspaces.iter().map(|k| k.user_bytes).sum()

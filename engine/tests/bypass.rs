@@ -117,7 +117,7 @@ fn bypass_writes_write_nothing_to_the_wal_and_count_as_at_risk() {
     let stats = db.stats();
     assert_eq!(stats.wal_bytes, wal_before, "bypass writes reached the WAL");
     assert_eq!(stats.bypass_bytes_at_risk(), bytes);
-    let ks = stats.keyspaces.iter().find(|k| k.name == "events").unwrap();
+    let ks = stats.keyspace("events").unwrap();
     assert_eq!(ks.durability, Durability::Bypass);
     assert!(ks.bypass_oldest_unflushed.is_some());
     db.flush_keyspace(&events).unwrap();
@@ -386,7 +386,7 @@ fn the_byte_bound_holds_when_flushes_cannot_keep_up() {
         most = most.max(stats.bypass_bytes_at_risk());
         std::thread::sleep(Duration::from_millis(2));
     }
-    let ks = stats.keyspaces.iter().find(|k| k.name == "events").unwrap();
+    let ks = stats.keyspace("events").unwrap();
     assert!(
         most < limit + one_write,
         "{most} bytes at risk with a bound of {limit}: {stats}"

@@ -35,11 +35,7 @@ fn small(style: CompactionStyle) -> KeyspaceOptions {
 }
 
 fn ks_stats(db: &Db, name: &str) -> KeyspaceStats {
-    db.stats()
-        .keyspaces
-        .into_iter()
-        .find(|k| k.name == name)
-        .expect("keyspace stats")
+    db.stats().keyspace(name).cloned().expect("keyspace stats")
 }
 
 fn total_entries(s: &KeyspaceStats) -> u64 {

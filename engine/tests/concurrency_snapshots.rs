@@ -700,13 +700,7 @@ fn flush_returns_while_writers_keep_writing() {
             })
         })
         .collect();
-    let flushes = || {
-        db.stats()
-            .keyspaces
-            .iter()
-            .find(|k| k.name == "a")
-            .map_or(0, |k| k.flushes)
-    };
+    let flushes = || db.stats().keyspace("a").map_or(0, |k| k.flushes);
     let mut worst = 0;
     let mut calls = 0;
     while calls < 20 && finished.load(Ordering::SeqCst) < 2 {

@@ -197,11 +197,7 @@ fn power_loss_at_every_sync_rename_remove_and_create_of_a_gc_run_loses_nothing()
             db.gc_value_log(&ks)
                 .unwrap_or_else(|e| panic!("{context}: second collection: {e}"));
             let stats = db.stats();
-            let k = stats
-                .keyspaces
-                .iter()
-                .find(|k| k.name == "memories")
-                .expect("stats");
+            let k = stats.keyspace("memories").expect("stats");
             assert!(
                 k.vlog_space_amplification <= 1.5,
                 "{context}: space amplification {} after a full collection",

@@ -255,9 +255,7 @@ fn tombstones_are_kept_until_nothing_older_lies_below() {
     db.wait_for_background_work().unwrap();
     let deepest = db
         .stats()
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "deep")
+        .keyspace("deep")
         .unwrap()
         .levels
         .iter()
@@ -528,16 +526,7 @@ fn an_idle_keyspace_does_not_pin_the_wal() {
         "{} WAL segments: {stats}",
         stats.wal_segments
     );
-    assert!(
-        stats
-            .keyspaces
-            .iter()
-            .find(|k| k.name == "idle")
-            .unwrap()
-            .flushes
-            >= 1,
-        "{stats}"
-    );
+    assert!(stats.keyspace("idle").unwrap().flushes >= 1, "{stats}");
     drop((busy, idle));
     drop(db);
     let db = Db::open(dir.path(), Options::default()).unwrap();

@@ -247,19 +247,12 @@ fn a_window_by_count_collects_older_versions_and_says_what_it_retains() {
         "after reopen"
     );
     assert!(db.history_floor(&windowed) > old);
-    let floor_in_stats = db
-        .stats()
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "windowed")
-        .map(|k| k.history_floor);
+    let floor_in_stats = db.stats().keyspace("windowed").map(|k| k.history_floor);
     assert_eq!(floor_in_stats, Some(db.history_floor(&windowed)));
     // The window really collected: the table holds about the window, not every version.
     let entries: u64 = db
         .stats()
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "windowed")
+        .keyspace("windowed")
         .map(|k| k.levels.iter().map(|l| l.entries).sum())
         .expect("stats");
     // Each round writes both keyspaces: 100 sequence numbers hold 50 versions of

@@ -83,11 +83,7 @@ fn large_values_go_to_the_value_log_and_read_back_through_flush_compaction_and_r
         }
         ks.flush().unwrap();
         let stats = db.stats();
-        let k = stats
-            .keyspaces
-            .iter()
-            .find(|k| k.name == "memories")
-            .unwrap();
+        let k = stats.keyspace("memories").unwrap();
         assert!(
             !k.value_log.is_empty(),
             "a flush of large values writes a segment"
@@ -122,11 +118,7 @@ fn large_values_go_to_the_value_log_and_read_back_through_flush_compaction_and_r
 
 fn segment_totals(db: &Db) -> (u64, u64, f64) {
     let stats = db.stats();
-    let k = stats
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "memories")
-        .unwrap();
+    let k = stats.keyspace("memories").unwrap();
     let garbage: u64 = k.value_log.iter().map(|s| s.garbage_bytes).sum();
     let live: u64 = k.value_log.iter().map(|s| s.live_bytes).sum();
     (garbage, live, k.vlog_space_amplification)
@@ -196,11 +188,7 @@ fn gc_copies_live_values_forward_and_reclaims_the_rest() {
         }
         let report = db.gc_value_log(&ks).unwrap();
         let stats = db.stats();
-        let k = stats
-            .keyspaces
-            .iter()
-            .find(|k| k.name == "memories")
-            .unwrap();
+        let k = stats.keyspace("memories").unwrap();
         assert!(
             k.gc_relocated_bytes > 0,
             "no live value was copied forward: {report:?}"
@@ -467,11 +455,7 @@ fn a_compaction_filter_judges_separated_values_by_their_contents() {
     assert_eq!(ks.get("c").unwrap().as_deref(), Some(&b"small"[..]));
     // The dropped and shrunk values are garbage now.
     let stats = db.stats();
-    let k = stats
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "memories")
-        .unwrap();
+    let k = stats.keyspace("memories").unwrap();
     let garbage: u64 = k.value_log.iter().map(|s| s.garbage_bytes).sum();
     assert!(garbage >= 2 * 8000, "garbage {garbage}");
 }
@@ -503,11 +487,7 @@ fn background_gc_holds_the_space_bound_while_overwriting() {
     }
     db.wait_for_background_work().unwrap();
     let stats = db.stats();
-    let k = stats
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "memories")
-        .unwrap();
+    let k = stats.keyspace("memories").unwrap();
     assert!(k.gc_runs > 0, "background GC never ran");
     assert!(k.gc_relocated_bytes > 0 || k.value_log.len() < 20);
     // Twenty rounds were written; far fewer than twenty rounds' bytes remain.

@@ -64,11 +64,7 @@ fn gc_holds_the_value_log_within_max_space_amplification_of_live_data() {
     let on_disk = vlog_file_bytes(dir.path());
     let ratio = on_disk as f64 / live as f64;
     let stats = db.stats();
-    let k = stats
-        .keyspaces
-        .iter()
-        .find(|k| k.name == "memories")
-        .unwrap();
+    let k = stats.keyspace("memories").unwrap();
     eprintln!(
         "wrote {} MiB over {} keys: value log {on_disk} B for {live} B live = {ratio:.3} \
          (worst while writing {worst:.2}); engine says {:.3}; {} segments; gc {} rounds, \

@@ -54,3 +54,17 @@ pub fn value(i: u64) -> [u8; VALUE_LEN] {
 pub fn lookup_order(n: usize, bound: u64, salt: u64) -> Vec<u64> {
     (0..n as u64).map(|j| mix(j ^ salt) % bound).collect()
 }
+
+/// `n` random keys among the first `written` (hits) and `n` random keys past them
+/// (misses: never written), in scattered, repeatable orders.
+pub fn hits_and_misses(n: usize, written: u64) -> (Vec<[u8; KEY_LEN]>, Vec<[u8; KEY_LEN]>) {
+    let hits = lookup_order(n, written, 1)
+        .into_iter()
+        .map(random_key)
+        .collect();
+    let misses = lookup_order(n, written, 2)
+        .into_iter()
+        .map(|i| random_key(i + written))
+        .collect();
+    (hits, misses)
+}

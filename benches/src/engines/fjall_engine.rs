@@ -18,7 +18,7 @@ use ::fjall::config::CompressionPolicy;
 use ::fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::peer_meter::{PeerFigures, PeerMeter};
-use super::{visit_found, visit_pairs, warn_unsupported, Supported};
+use super::{scan_range, visit_found, warn_unsupported, Supported};
 use crate::engine::{
     Batch, BenchEngine, CompactionStyle, Direction, Durability, EngineConfig, EngineError,
 };
@@ -132,16 +132,11 @@ impl BenchEngine for FjallEngine {
         limit: usize,
         visit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<usize, EngineError> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let iter: Box<dyn Iterator<Item = ::fjall::Guard>> = match (direction, from) {
-            (Direction::Forward, None) => Box::new(self.ks.iter()),
-            (Direction::Forward, Some(k)) => Box::new(self.ks.range(k..)),
-            (Direction::Reverse, None) => Box::new(self.ks.iter().rev()),
-            (Direction::Reverse, Some(k)) => Box::new(self.ks.range(..=k).rev()),
-        };
-        visit_pairs(iter.map(|g| g.into_inner().map_err(err)), limit, visit)
+        scan_range(direction, from, limit, visit, |bounds| {
+            self.ks
+                .range::<&[u8], _>(bounds)
+                .map(|g| g.into_inner().map_err(err))
+        })
     }
 
     fn flush(&self) -> Result<(), EngineError> {

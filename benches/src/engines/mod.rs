@@ -6,6 +6,7 @@
 //! - `rocksdb`, `fjall`, `sled`, `sqlite`: the peers, built only with the cargo feature
 //!   `peers` (`rocksdb_engine.rs` and its siblings; `peer_meter.rs` measures them alike).
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -57,6 +58,38 @@ pub fn visit_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         n += 1;
     }
     Ok(n)
+}
+
+/// [`BenchEngine::scan`] for an engine whose ordered map hands out double-ended
+/// iterators over key ranges (fjall, sled): `range` gets the bounds (from `from`
+/// onward, or up to and including it) and this walks them in `direction`.
+///
+/// # Errors
+/// The first error of the engine's iterator.
+pub fn scan_range<'k, I, K, V>(
+    direction: crate::engine::Direction,
+    from: Option<&'k [u8]>,
+    limit: usize,
+    visit: &mut dyn FnMut(&[u8], &[u8]),
+    range: impl FnOnce((Bound<&'k [u8]>, Bound<&'k [u8]>)) -> I,
+) -> Result<usize, EngineError>
+where
+    I: DoubleEndedIterator<Item = Result<(K, V), EngineError>>,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    if limit == 0 {
+        return Ok(0);
+    }
+    let from = from.map_or(Bound::Unbounded, Bound::Included);
+    match direction {
+        crate::engine::Direction::Forward => {
+            visit_pairs(range((from, Bound::Unbounded)), limit, visit)
+        }
+        crate::engine::Direction::Reverse => {
+            visit_pairs(range((Bound::Unbounded, from)).rev(), limit, visit)
+        }
+    }
 }
 
 /// Opens an engine on a configuration.

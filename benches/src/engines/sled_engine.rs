@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::peer_meter::{PeerFigures, PeerMeter};
-use super::{visit_found, visit_pairs, warn_unsupported, Supported};
+use super::{scan_range, visit_found, warn_unsupported, Supported};
 use crate::engine::{Batch, BenchEngine, Direction, Durability, EngineConfig, EngineError};
 
 /// A sled database opened for the benchmarks.
@@ -98,17 +98,9 @@ impl BenchEngine for SledEngine {
         limit: usize,
         visit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<usize, EngineError> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let iter: Box<dyn Iterator<Item = ::sled::Result<(::sled::IVec, ::sled::IVec)>>> =
-            match (direction, from) {
-                (Direction::Forward, None) => Box::new(self.db.iter()),
-                (Direction::Forward, Some(k)) => Box::new(self.db.range(k..)),
-                (Direction::Reverse, None) => Box::new(self.db.iter().rev()),
-                (Direction::Reverse, Some(k)) => Box::new(self.db.range(..=k).rev()),
-            };
-        visit_pairs(iter.map(|e| e.map_err(err)), limit, visit)
+        scan_range(direction, from, limit, visit, |bounds| {
+            self.db.range::<&[u8], _>(bounds).map(|e| e.map_err(err))
+        })
     }
 
     fn flush(&self) -> Result<(), EngineError> {
