@@ -8,6 +8,8 @@
 //!   benchmarks against a [`engine::BenchEngine`] chosen in [`engines`], [`report`]
 //!   and [`histogram`] measure and print, [`keys`] and [`rng`] generate the data, and
 //!   [`runner`] ties a run together.
+//! - The `db_stress` tool (`src/bin/db_stress.rs`, [`stress`]): every feature at once
+//!   under random SIGKILLs, checked against an oracle of what was acknowledged.
 //! - Criterion micro-benchmarks live in `benches/benches/` (`cargo bench -p
 //!   strata-bench`).
 
@@ -21,6 +23,7 @@ pub mod recover;
 pub mod report;
 pub mod rng;
 pub mod runner;
+pub mod stress;
 pub mod workloads;
 
 pub use error::Error;
