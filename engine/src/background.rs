@@ -67,6 +67,7 @@ fn housekeeping_loop(inner: &DbInner) {
     loop {
         let mut tick = std::time::Duration::from_millis(250).min(mark_interval);
         if inner.poisoned().is_none() {
+            retry_after_full_disk(inner, &mut tick);
             flush_overdue_bypass_writes(inner, &mut tick);
             if std::time::Instant::now() >= next_mark {
                 next_mark = std::time::Instant::now() + mark_interval;
@@ -85,6 +86,32 @@ fn housekeeping_loop(inner: &DbInner) {
             return;
         }
         cond.wait_for(&mut g, tick);
+    }
+}
+
+/// Queues every keyspace's flush and compaction again once the delay after a failure
+/// for want of space has passed; shortens `tick` to reach that moment.
+fn retry_after_full_disk(inner: &DbInner, tick: &mut std::time::Duration) {
+    let due = {
+        let mut at = inner.full_disk_retry_at.lock();
+        match *at {
+            Some(t) if std::time::Instant::now() >= t => {
+                *at = None;
+                true
+            }
+            Some(t) => {
+                *tick = (*tick).min(t.saturating_duration_since(std::time::Instant::now()));
+                false
+            }
+            None => false,
+        }
+    };
+    if due {
+        let ids: Vec<_> = inner.catalog.read().by_id.keys().copied().collect();
+        for id in ids {
+            let _ = inner.jobs.send(Job::Flush(id));
+            let _ = inner.jobs.send(Job::Compact(id));
+        }
     }
 }
 
@@ -557,7 +584,8 @@ pub(crate) fn build_tables(
 
 /// Poisons the database when background work (run by a worker or by a user thread
 /// through `flush`/`compact`) fails, unless its keyspace was dropped or the database
-/// closed meanwhile.
+/// closed meanwhile, or the disk was full: then the work is retried later (its
+/// inputs are untouched; a failed manifest append is handled by the next edit).
 pub(crate) fn poison_on_error<T>(
     inner: &DbInner,
     ks: &KeyspaceInner,
@@ -565,7 +593,7 @@ pub(crate) fn poison_on_error<T>(
 ) -> Result<T> {
     if let Err(e) = &result {
         if !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
-            inner.poison(e);
+            inner.poison_unless_out_of_space(e);
         }
     }
     result

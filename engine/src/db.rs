@@ -384,6 +384,10 @@ pub(crate) struct Catalog {
 pub(crate) struct Meta {
     pub manifest: ManifestWriter,
     pub state: ManifestState,
+    /// An append to (or a sync of) `manifest` failed for want of space: its tail may
+    /// hold part of an edit, so the next edit first writes the state to a new
+    /// manifest (see [`Meta::commit`]).
+    pub manifest_needs_rollover: bool,
 }
 
 impl Meta {
@@ -407,28 +411,83 @@ impl Meta {
                 "internal error: a manifest edit does not apply: {why}"
             ))
         })?;
-        self.manifest.append(edit)?;
-        if mark_durable {
-            self.manifest.mark_durable()?;
+        if self.manifest_needs_rollover {
+            self.roll_over(next_file)?;
+            self.manifest_needs_rollover = false;
+        }
+        let written = self.manifest.append(edit).and_then(|()| {
+            if mark_durable {
+                self.manifest.mark_durable()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            self.note_failure(&e);
+            return Err(e);
         }
         self.state = next;
         // Past the limit, and at least twice its own snapshot (a large state must not
         // roll over at every edit).
         if self.manifest.len() > rollover_bytes.max(2 * self.manifest.base_len()) {
-            let number = next_file.fetch_add(1, Ordering::SeqCst);
-            // A later open numbers its manifest and tables past everything used so far.
-            self.state.next_file_number = self
-                .state
-                .next_file_number
-                .max(next_file.load(Ordering::SeqCst));
-            let previous = self.manifest.number();
-            let fs = Arc::clone(self.manifest.fs());
-            let dir = self.manifest.dir().to_path_buf();
-            self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
+            match self.roll_over(next_file) {
+                // The edit is in the current manifest, which stays valid: roll over
+                // at a later edit, once there is space.
+                Err(e) if is_out_of_space(&e) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
+
+    /// Declares every edit appended so far durable (see
+    /// [`ManifestWriter::mark_durable`]); after a failure for want of space, by writing
+    /// the state to a new manifest (synced before it is installed).
+    pub(crate) fn mark_durable(&mut self, next_file: &AtomicU64) -> Result<()> {
+        if self.manifest_needs_rollover {
+            self.roll_over(next_file)?;
+            self.manifest_needs_rollover = false;
+            return Ok(());
+        }
+        self.manifest
+            .mark_durable()
+            .inspect_err(|e| self.note_failure(e))
+    }
+
+    /// After a failure for want of space the manifest's tail may hold part of a
+    /// record: nothing more is appended to it (the next edit rolls over first).
+    fn note_failure(&mut self, e: &Error) {
+        if is_out_of_space(e) {
+            self.manifest_needs_rollover = true;
+        }
+    }
+
+    /// Writes the whole state to a new manifest and installs it atomically.
+    fn roll_over(&mut self, next_file: &AtomicU64) -> Result<()> {
+        let number = next_file.fetch_add(1, Ordering::SeqCst);
+        // A later open numbers its manifest and tables past everything used so far.
+        self.state.next_file_number = self
+            .state
+            .next_file_number
+            .max(next_file.load(Ordering::SeqCst));
+        let previous = self.manifest.number();
+        let fs = Arc::clone(self.manifest.fs());
+        let dir = self.manifest.dir().to_path_buf();
+        self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
+        Ok(())
+    }
 }
+
+/// Whether `e` is the file system running out of space (`ENOSPC`): background work
+/// that fails for it is retried once space may have returned, instead of poisoning
+/// the database.
+pub(crate) fn is_out_of_space(e: &Error) -> bool {
+    e.io_kind() == Some(std::io::ErrorKind::StorageFull)
+}
+
+/// How long background work that failed for want of space waits before it is tried
+/// again.
+pub(crate) const FULL_DISK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Every this many point reads of a keyspace (and 1/64 as many scans) a compaction job
 /// is queued, so an adaptive policy sees a read-heavy mix even when nothing is flushed.
@@ -449,6 +508,8 @@ pub(crate) struct DbCounters {
     /// Writes through the WAL.
     pub logged_writes: AtomicU64,
     pub background_errors: AtomicU64,
+    /// Background failures for want of space, deferred and retried (not poisoning).
+    pub full_disk_errors: AtomicU64,
 }
 
 /// Everything behind a [`Db`] handle.
@@ -480,6 +541,9 @@ pub(crate) struct DbInner {
     lock: Mutex<Option<Box<dyn FileLock>>>,
     /// Woken whenever a flush or compaction finishes (stalled writers wait on it).
     pub progress: (Mutex<()>, Condvar),
+    /// When background work that failed for want of space is tried again (see
+    /// [`DbInner::defer_after_full_disk`]).
+    pub full_disk_retry_at: Mutex<Option<std::time::Instant>>,
     pub counters: DbCounters,
     /// Paces background writes (`Options::compaction_write_bytes_per_sec`).
     pub rate_limiter: crate::rate_limit::RateLimiter,
@@ -1192,7 +1256,11 @@ impl DbInner {
             publisher: Publisher::new(visible),
             cache,
             catalog: RwLock::new(catalog),
-            meta: Mutex::new(Meta { manifest, state }),
+            meta: Mutex::new(Meta {
+                manifest,
+                state,
+                manifest_needs_rollover: false,
+            }),
             marks: Mutex::new(MarkBook {
                 marks,
                 pending,
@@ -1209,6 +1277,7 @@ impl DbInner {
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             progress: (Mutex::new(()), Condvar::new()),
+            full_disk_retry_at: Mutex::new(None),
             counters: DbCounters::default(),
             rate_limiter,
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
@@ -1816,7 +1885,31 @@ impl DbInner {
             &self.next_file,
             self.options.manifest_rollover_bytes,
         )
-        .inspect_err(|e| self.poison(e))
+        .inspect_err(|e| self.poison_unless_out_of_space(e))
+    }
+
+    /// Poisons the database for `cause`, unless it is the disk running out of space:
+    /// then the failed work is retried later ([`DbInner::defer_after_full_disk`]); what
+    /// it would have written is still in the memtables and older files.
+    pub(crate) fn poison_unless_out_of_space(&self, cause: &Error) {
+        if is_out_of_space(cause) {
+            self.defer_after_full_disk();
+        } else {
+            self.poison(cause);
+        }
+    }
+
+    /// Notes background work that failed for want of space and schedules every
+    /// keyspace's flush and compaction to be tried again after
+    /// [`FULL_DISK_RETRY_DELAY`] (by the housekeeping thread).
+    pub(crate) fn defer_after_full_disk(&self) {
+        self.counters
+            .full_disk_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let mut at = self.full_disk_retry_at.lock();
+        if at.is_none() {
+            *at = Some(std::time::Instant::now() + FULL_DISK_RETRY_DELAY);
+        }
     }
 
     /// Flushes every keyspace holding unflushed WAL-bypass writes.
@@ -1853,9 +1946,8 @@ impl DbInner {
                 .wal_retention_point()
                 .map_or(needed, |kept| needed.min(kept));
             // The edits that moved the flushed points must be declared durable first.
-            meta.manifest
-                .mark_durable()
-                .inspect_err(|e| self.poison(e))?;
+            meta.mark_durable(&self.next_file)
+                .inspect_err(|e| self.poison_unless_out_of_space(e))?;
             needed
         };
         self.wal.remove_segments_before(oldest_needed)?;

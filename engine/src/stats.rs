@@ -125,8 +125,12 @@ pub struct Stats {
     pub cache: CacheStats,
     /// Live snapshots and iterators pinning history.
     pub snapshots: usize,
-    /// Background flush or compaction failures (each poisons the database).
+    /// Background flush, compaction or collection failures. Each poisons the
+    /// database, except failures for want of space (`ENOSPC`), which are retried.
     pub background_errors: u64,
+    /// Background work that failed because the disk was full, deferred and retried
+    /// every 200 ms until space returns.
+    pub full_disk_errors: u64,
     /// Why writes are refused, if they are.
     pub poisoned: Option<String>,
 }
@@ -242,7 +246,7 @@ impl fmt::Display for Stats {
         writeln!(f, "{}", self.summary_line())?;
         writeln!(
             f,
-            "WAL: {} bytes written, {} fsyncs, {} segments | block cache: {} hits, {} misses, {} bytes used | snapshots: {} | background errors: {}",
+            "WAL: {} bytes written, {} fsyncs, {} segments | block cache: {} hits, {} misses, {} bytes used | snapshots: {} | background errors: {} ({} disk full)",
             self.wal_bytes,
             self.wal_syncs,
             self.wal_segments,
@@ -250,7 +254,8 @@ impl fmt::Display for Stats {
             self.cache.misses,
             self.cache.usage,
             self.snapshots,
-            self.background_errors
+            self.background_errors,
+            self.full_disk_errors
         )?;
         for k in &self.keyspaces {
             writeln!(
@@ -405,6 +410,7 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
         cache: inner.cache.stats(),
         snapshots: inner.snapshots.count(),
         background_errors: inner.counters.background_errors.load(Ordering::Relaxed),
+        full_disk_errors: inner.counters.full_disk_errors.load(Ordering::Relaxed),
         poisoned: inner.poisoned(),
     }
 }

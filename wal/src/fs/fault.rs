@@ -106,7 +106,10 @@ pub enum FaultKind {
     /// The call fails with an I/O error whose message is
     /// `"injected EIO (input/output error)"`.
     Eio,
-    /// The call fails with an I/O error of kind [`io::ErrorKind::StorageFull`].
+    /// The call fails with an I/O error of kind [`io::ErrorKind::StorageFull`]. An
+    /// append it fails writes the first half of its bytes before failing, as a disk
+    /// that fills up in the middle of a write does (a short write); other calls apply
+    /// nothing.
     Enospc,
     /// Power is lost at this call: the call fails without applying, the file system
     /// crashes (per the configured [`CrashMode`]) and every later call fails with
@@ -906,9 +909,18 @@ impl FsFile for FaultFile {
     }
 
     fn append(&self, data: &[u8]) -> Result<()> {
-        let _state = self.enter(Some(FaultOp::Write), "write")?;
-        self.inode.lock().append(data);
-        Ok(())
+        match self.enter(Some(FaultOp::Write), "write") {
+            Ok(_state) => {
+                self.inode.lock().append(data);
+                Ok(())
+            }
+            Err(e) if e.io_kind() == Some(io::ErrorKind::StorageFull) => {
+                // The disk filled up in the middle of the write.
+                self.inode.lock().append(&data[..data.len() / 2]);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn sync_data(&self) -> Result<()> {
