@@ -715,6 +715,30 @@ pub fn read_manifest(
     path: &Path,
     expected_number: u64,
 ) -> Result<(ManifestState, usize)> {
+    read_manifest_in_full(fs, path, expected_number).map(|read| (read.state, read.edits))
+}
+
+/// What [`read_manifest_in_full`] found.
+#[derive(Debug, Clone)]
+pub struct ManifestRead {
+    /// The state the manifest describes.
+    pub state: ManifestState,
+    /// Edits it held.
+    pub edits: usize,
+    /// A torn last edit that was ignored: its offset and the bytes from there to the
+    /// end of the file.
+    pub torn_tail: Option<(u64, u64)>,
+}
+
+/// As [`read_manifest`], also reporting a torn last edit it ignored.
+///
+/// # Errors
+/// As [`read_manifest`].
+pub fn read_manifest_in_full(
+    fs: &dyn Fs,
+    path: &Path,
+    expected_number: u64,
+) -> Result<ManifestRead> {
     let bytes = fs.open(path)?.read_all()?;
     let header = bytes
         .get(..MANIFEST_HEADER_LEN)
@@ -760,6 +784,7 @@ pub fn read_manifest(
         .max(MANIFEST_HEADER_LEN as u64);
     let mut state = ManifestState::default();
     let mut edits = 0;
+    let mut torn_tail = None;
     let mut reader = PayloadReader::new(&bytes, MANIFEST_HEADER_LEN, salt);
     loop {
         match reader.next_payload() {
@@ -774,6 +799,7 @@ pub fn read_manifest(
             }
             PayloadItem::Incomplete(at) | PayloadItem::Damaged(at, _) if at as u64 >= declared => {
                 // A torn last edit: its change never took effect.
+                torn_tail = Some((at as u64, (bytes.len() - at) as u64));
                 break;
             }
             PayloadItem::Incomplete(at) => {
@@ -793,7 +819,11 @@ pub fn read_manifest(
             "manifest holds no edit",
         ));
     }
-    Ok((state, edits))
+    Ok(ManifestRead {
+        state,
+        edits,
+        torn_tail,
+    })
 }
 
 /// Appends edits to the live manifest.

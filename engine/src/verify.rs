@@ -5,7 +5,9 @@
 //! every WAL segment (every record), without opening the database: nothing is
 //! written, so it is safe on a copy, a backup or a directory another process has
 //! open. The first damage found is returned as [`Error::Corruption`] naming the file
-//! and offset; files the manifest does not name are counted, not read.
+//! and offset; files the manifest does not name are counted, not read. A torn tail
+//! that opening would cut (the manifest's last edit, the newest WAL segment's end past
+//! its last sync mark) is not damage: the report names it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use strata_wal::{Fs, RecoveryMode, SeqNo, WalReader};
 use crate::db::{table_file_name, WAL_DIR};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
-use crate::manifest::{decode_current, manifest_file_name, read_manifest, CURRENT};
+use crate::manifest::{decode_current, manifest_file_name, read_manifest_in_full, CURRENT};
 use crate::table::Table;
 
 /// What [`verify_directory`] checked.
@@ -35,6 +37,11 @@ pub struct VerifyReport {
     pub wal_records: u64,
     /// Bytes read, all files together.
     pub bytes: u64,
+    /// A torn last edit of the manifest, ignored as opening the database ignores it:
+    /// its offset and length (the documented torn-tail case, not damage).
+    pub manifest_torn_tail: Option<(u64, u64)>,
+    /// The torn tail of the newest WAL segment that opening the database would cut.
+    pub wal_torn_tail: Option<strata_wal::TornTail>,
 }
 
 /// Checks every checksum of the database in `dir` (see the module docs).
@@ -46,7 +53,9 @@ pub fn verify_directory(fs: &Arc<dyn Fs>, dir: &Path) -> Result<VerifyReport> {
     let current_path = dir.join(CURRENT);
     let number = decode_current(&fs.open(&current_path)?.read_all()?, &current_path)?;
     let manifest_path = dir.join(manifest_file_name(number));
-    let (state, _) = read_manifest(fs.as_ref(), &manifest_path, number)?;
+    let read = read_manifest_in_full(fs.as_ref(), &manifest_path, number)?;
+    let state = read.state;
+    report.manifest_torn_tail = read.torn_tail;
     report.bytes += fs.open(&manifest_path)?.len()?;
     report.keyspaces = state.keyspaces.len();
     for ks in state.keyspaces.values() {
@@ -106,13 +115,14 @@ pub fn verify_directory(fs: &Arc<dyn Fs>, dir: &Path) -> Result<VerifyReport> {
     let wal_dir = dir.join(WAL_DIR);
     if fs.exists(&wal_dir)? {
         // Judged as recovery judges it: damage before the last sync mark is corruption.
-        let reader = WalReader::open(Arc::clone(fs), &wal_dir, SeqNo(0), RecoveryMode::Strict)?
+        let mut reader = WalReader::open(Arc::clone(fs), &wal_dir, SeqNo(0), RecoveryMode::Strict)?
             .for_closed_log();
-        for record in reader {
+        for record in reader.by_ref() {
             let record = record?;
             report.wal_records += 1;
             report.bytes += record.payload.len() as u64;
         }
+        report.wal_torn_tail = reader.torn_tail().cloned();
     }
     Ok(report)
 }

@@ -1108,6 +1108,9 @@ pub struct WalReader {
     failed: bool,
     /// No process writes the log: judge the newest segment's tail as recovery does.
     closed: bool,
+    /// The torn tail found where the reader stopped in the newest segment of a closed
+    /// log (recovery would cut it there).
+    torn_tail: Option<TornTail>,
 }
 
 impl WalReader {
@@ -1120,6 +1123,13 @@ impl WalReader {
     pub fn for_closed_log(mut self) -> Self {
         self.closed = true;
         self
+    }
+
+    /// For a reader made [`for_closed_log`](Self::for_closed_log), once it is read to
+    /// its end: the torn tail of the newest segment that recovery would cut, if any
+    /// (nothing is cut: the reader only reads).
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn_tail.as_ref()
     }
 
     /// Lists the segments of `dir`, checks their headers and positions the reader at the
@@ -1178,6 +1188,7 @@ impl WalReader {
             last_seq: None,
             failed: false,
             closed: false,
+            torn_tail: None,
         })
     }
 
@@ -1243,6 +1254,14 @@ impl WalReader {
             },
         )?;
         self.last_seq = outcome.last_seq;
+        if let (Some((offset, reason)), Tail::Recover) = (outcome.torn, tail) {
+            self.torn_tail = Some(TornTail {
+                file: path,
+                offset,
+                dropped_bytes: bytes.len() as u64 - offset,
+                reason,
+            });
+        }
         Ok(true)
     }
 }

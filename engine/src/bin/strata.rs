@@ -60,6 +60,22 @@ fn run(args: &[String]) -> CliResult {
                 "ok: {} keyspaces, {} tables ({} entries), {} value-log segments ({} records), {} WAL records, {} bytes checked",
                 r.keyspaces, r.tables, r.table_entries, r.segments, r.segment_records, r.wal_records, r.bytes
             );
+            if let Some((offset, len)) = r.manifest_torn_tail {
+                println!(
+                    "torn tail: the manifest's last edit at offset {offset} ({len} bytes) was cut off \
+                     by a crash and is ignored (it never took effect)"
+                );
+            }
+            if let Some(t) = &r.wal_torn_tail {
+                println!(
+                    "torn tail: {} at offset {} ({} bytes, {}) was never acknowledged as \
+                     durable; opening the database cuts it",
+                    t.file.display(),
+                    t.offset,
+                    t.dropped_bytes,
+                    t.reason
+                );
+            }
             Ok(())
         }
         ("dump-wal", [db]) => dump_wal(&fs, Path::new(db)),
