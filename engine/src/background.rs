@@ -161,7 +161,8 @@ fn worker_loop(inner: &DbInner) {
             Job::Compact(_) => compact_until_done(inner, &ks),
             Job::Stop => Ok(false),
         };
-        // The failing flush or compaction has poisoned the database itself.
+        // The failing flush or compaction has poisoned the database itself (or, out of
+        // space, scheduled its retry).
         if result.is_err() && !ks.dropped.load(Ordering::SeqCst) && !inner.is_closed() {
             inner
                 .counters
@@ -600,7 +601,8 @@ pub(crate) fn poison_on_error<T>(
 }
 
 /// Flushes the oldest sealed memtable of `ks`. Returns whether one was flushed. A
-/// failure poisons the database.
+/// failure poisons the database, unless the disk ran out of space while the table
+/// was written (see [`poison_on_error`]).
 pub(crate) fn flush_oldest(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     poison_on_error(inner, ks, flush_oldest_inner(inner, ks))
 }

@@ -384,16 +384,13 @@ pub(crate) struct Catalog {
 pub(crate) struct Meta {
     pub manifest: ManifestWriter,
     pub state: ManifestState,
-    /// An append to (or a sync of) `manifest` failed for want of space: its tail may
-    /// hold part of an edit, so the next edit first writes the state to a new
-    /// manifest (see [`Meta::commit`]).
-    pub manifest_needs_rollover: bool,
 }
 
 impl Meta {
     /// Checks `edit` against a copy of the state, appends it to the manifest (fsynced),
     /// optionally declares it durable, then applies it. An edit that does not fit the
-    /// state never reaches the disk; an I/O failure leaves the state unchanged.
+    /// state never reaches the disk; an I/O failure leaves the state unchanged (and
+    /// the caller poisons the database: the edit may be on disk or not).
     ///
     /// When the manifest passes `rollover_bytes`, the whole state is written to a new
     /// manifest (numbered from `next_file`) and installed atomically, so the manifest
@@ -411,69 +408,25 @@ impl Meta {
                 "internal error: a manifest edit does not apply: {why}"
             ))
         })?;
-        if self.manifest_needs_rollover {
-            self.roll_over(next_file)?;
-            self.manifest_needs_rollover = false;
-        }
-        let written = self.manifest.append(edit).and_then(|()| {
-            if mark_durable {
-                self.manifest.mark_durable()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            self.note_failure(&e);
-            return Err(e);
+        self.manifest.append(edit)?;
+        if mark_durable {
+            self.manifest.mark_durable()?;
         }
         self.state = next;
         // Past the limit, and at least twice its own snapshot (a large state must not
         // roll over at every edit).
         if self.manifest.len() > rollover_bytes.max(2 * self.manifest.base_len()) {
-            match self.roll_over(next_file) {
-                // The edit is in the current manifest, which stays valid: roll over
-                // at a later edit, once there is space.
-                Err(e) if is_out_of_space(&e) => {}
-                other => other?,
-            }
+            let number = next_file.fetch_add(1, Ordering::SeqCst);
+            // A later open numbers its manifest and tables past everything used so far.
+            self.state.next_file_number = self
+                .state
+                .next_file_number
+                .max(next_file.load(Ordering::SeqCst));
+            let previous = self.manifest.number();
+            let fs = Arc::clone(self.manifest.fs());
+            let dir = self.manifest.dir().to_path_buf();
+            self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
         }
-        Ok(())
-    }
-
-    /// Declares every edit appended so far durable (see
-    /// [`ManifestWriter::mark_durable`]); after a failure for want of space, by writing
-    /// the state to a new manifest (synced before it is installed).
-    pub(crate) fn mark_durable(&mut self, next_file: &AtomicU64) -> Result<()> {
-        if self.manifest_needs_rollover {
-            self.roll_over(next_file)?;
-            self.manifest_needs_rollover = false;
-            return Ok(());
-        }
-        self.manifest
-            .mark_durable()
-            .inspect_err(|e| self.note_failure(e))
-    }
-
-    /// After a failure for want of space the manifest's tail may hold part of a
-    /// record: nothing more is appended to it (the next edit rolls over first).
-    fn note_failure(&mut self, e: &Error) {
-        if is_out_of_space(e) {
-            self.manifest_needs_rollover = true;
-        }
-    }
-
-    /// Writes the whole state to a new manifest and installs it atomically.
-    fn roll_over(&mut self, next_file: &AtomicU64) -> Result<()> {
-        let number = next_file.fetch_add(1, Ordering::SeqCst);
-        // A later open numbers its manifest and tables past everything used so far.
-        self.state.next_file_number = self
-            .state
-            .next_file_number
-            .max(next_file.load(Ordering::SeqCst));
-        let previous = self.manifest.number();
-        let fs = Arc::clone(self.manifest.fs());
-        let dir = self.manifest.dir().to_path_buf();
-        self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
         Ok(())
     }
 }
@@ -1256,11 +1209,7 @@ impl DbInner {
             publisher: Publisher::new(visible),
             cache,
             catalog: RwLock::new(catalog),
-            meta: Mutex::new(Meta {
-                manifest,
-                state,
-                manifest_needs_rollover: false,
-            }),
+            meta: Mutex::new(Meta { manifest, state }),
             marks: Mutex::new(MarkBook {
                 marks,
                 pending,
@@ -1885,14 +1834,17 @@ impl DbInner {
             &self.next_file,
             self.options.manifest_rollover_bytes,
         )
-        .inspect_err(|e| self.poison_unless_out_of_space(e))
+        .inspect_err(|e| self.poison(e))
     }
 
-    /// Poisons the database for `cause`, unless it is the disk running out of space:
-    /// then the failed work is retried later ([`DbInner::defer_after_full_disk`]); what
-    /// it would have written is still in the memtables and older files.
+    /// Poisons the database for `cause` (a failed flush, compaction or collection),
+    /// unless it is the disk running out of space while the work built its output
+    /// files: then nothing it did is visible (the manifest was not touched — any
+    /// manifest failure poisoned the database already — and its outputs were
+    /// removed), and it is retried later ([`DbInner::defer_after_full_disk`]). A WAL
+    /// that failed (a flush syncs it first) poisons whatever the cause.
     pub(crate) fn poison_unless_out_of_space(&self, cause: &Error) {
-        if is_out_of_space(cause) {
+        if is_out_of_space(cause) && self.poisoned().is_none() && self.wal.poisoned().is_none() {
             self.defer_after_full_disk();
         } else {
             self.poison(cause);
@@ -1946,8 +1898,9 @@ impl DbInner {
                 .wal_retention_point()
                 .map_or(needed, |kept| needed.min(kept));
             // The edits that moved the flushed points must be declared durable first.
-            meta.mark_durable(&self.next_file)
-                .inspect_err(|e| self.poison_unless_out_of_space(e))?;
+            meta.manifest
+                .mark_durable()
+                .inspect_err(|e| self.poison(e))?;
             needed
         };
         self.wal.remove_segments_before(oldest_needed)?;

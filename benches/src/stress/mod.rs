@@ -407,6 +407,8 @@ fn run_child(
     let mut lines_read = 0u64;
     let mut saw_done = false;
     let mut saw_open = false;
+    // A check of the child's own that failed, even if a kill followed it.
+    let mut child_failure: Option<String> = None;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         lines_read += 1;
@@ -415,6 +417,9 @@ fn run_child(
         };
         saw_done |= line == "done";
         saw_open |= line == "open";
+        if line.starts_with("fail") {
+            child_failure.get_or_insert_with(|| line.to_string());
+        }
         match oracle.record(line) {
             Ok(true) => acks += 1,
             Ok(false) => {}
@@ -437,6 +442,11 @@ fn run_child(
         if at < lines_read || status.success() {
             return Err(format!("{e}\nchild stderr:\n{stderr}"));
         }
+    }
+    if let Some(failure) = child_failure {
+        return Err(format!(
+            "the child reported: {failure}\nchild stderr:\n{stderr}"
+        ));
     }
     if killed {
         return Ok((plan.expect("killed by plan"), saw_open, stderr));

@@ -358,9 +358,14 @@ impl Oracle {
     fn check_time_travel(&mut self, db: &Db, logged: &[Keyspace]) -> Result<(), String> {
         let latest = db.latest_seqno().0;
         let history = &logged[HISTORY_KS];
+        for thread in &mut self.logged {
+            // A number past the recovered newest may be handed out again (to writes
+            // after this reopen): what it read before the crash is not history.
+            thread.past.retain(|p| p.seqno <= latest);
+        }
         for (t, thread) in self.logged.iter().enumerate() {
             for past in &thread.past {
-                if past.op > thread.acked || past.seqno > latest {
+                if past.op > thread.acked {
                     continue;
                 }
                 let snapshot = match db.snapshot_at(SeqNo(past.seqno)) {
