@@ -13,6 +13,7 @@
 //! - Criterion micro-benchmarks live in `benches/benches/` (`cargo bench -p
 //!   strata-bench`).
 
+pub mod disk;
 pub mod engine;
 pub mod engines;
 pub mod error;

@@ -35,22 +35,6 @@ fn value(i: u64, round: u64) -> Vec<u8> {
     v
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(_) => continue,
-        };
-        if meta.is_dir() {
-            total += dir_bytes(&entry.path());
-        } else {
-            total += meta.len();
-        }
-    }
-    total
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut gb = 1.0f64;
@@ -83,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     ks.flush()?;
     db.wait_for_background_work()?;
-    let db_bytes = dir_bytes(&tmp.path().join("db"));
+    let db_bytes = strata_bench::disk::dir_bytes(&tmp.path().join("db"));
     println!(
         "built {keys} keys + {} overwrites in {:.1} s: {:.2} GiB on disk",
         keys / 10,

@@ -18,10 +18,10 @@
 //! Fields a peer does not expose print as `n/a`.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::disk::dir_bytes;
 use crate::engine::{BenchEngine, Direction};
 
 /// Bytes the kernel has counted as written to storage by this process, or `None`
@@ -31,24 +31,6 @@ pub fn process_write_bytes() -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix("write_bytes:"))
         .and_then(|n| n.trim().parse().ok())
-}
-
-/// Total space of the regular files under `dir`: per file the smaller of its length
-/// and the blocks allocated to it, so a file pre-sized with holes (fjall's journal)
-/// counts what it occupies (0 for what cannot be read: files may vanish while a peer
-/// compacts).
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
-            Ok(m) => m.len().min(m.blocks().saturating_mul(512)),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Counts what a peer adapter was asked to write and prints the `Stats:` line.
@@ -132,20 +114,5 @@ impl PeerMeter {
             self.dir.display(),
             self.user_bytes.load(Ordering::Relaxed)
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dir_bytes_sums_nested_files() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
-        fs::create_dir(dir.path().join("sub")).unwrap();
-        fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
-        assert_eq!(dir_bytes(dir.path()), 15);
-        assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
     }
 }

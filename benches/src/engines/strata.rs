@@ -243,7 +243,10 @@ impl BenchEngine for StrataEngine {
             .strip_prefix(line.as_str())
             .unwrap_or(&text)
             .trim_start_matches('\n');
-        Some(rest.to_string())
+        Some(format!(
+            "{rest}\ndisk: {} bytes of files under the database directory",
+            crate::disk::dir_bytes(self.db.path())
+        ))
     }
 
     fn close(&self) -> Result<(), EngineError> {
