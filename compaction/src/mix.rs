@@ -95,20 +95,6 @@ impl MixWindow {
         }
         sum
     }
-
-    /// The mix a policy should plan for now: the window's counts, or the newest
-    /// period's alone when it held reads or scans and not one write. A phase of only
-    /// reads has begun; the writes before it shaped the tree but no longer shape what
-    /// it will cost, and a long window would otherwise keep a write-era shape (level 0
-    /// tiered, say) through the whole read phase. A policy's hysteresis still wants
-    /// several such periods before it lowers its runs, so a short pause in the writes
-    /// changes nothing.
-    pub fn current(&self) -> WorkloadMix {
-        match self.periods.back() {
-            Some(last) if last.writes == 0 && last.point_reads + last.scans > 0 => *last,
-            _ => self.mix(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -134,27 +120,5 @@ mod tests {
         assert_eq!(m.bytes_per_write(), Some(10.0));
         assert_eq!(WorkloadMix::default().fractions(), (0.0, 0.0, 0.0));
         assert_eq!(MixWindow::new(0).capacity, 1);
-    }
-
-    #[test]
-    fn a_period_of_only_reads_is_the_current_mix() {
-        let mut w = MixWindow::new(4);
-        let p = |writes, point_reads| WorkloadMix {
-            writes,
-            write_bytes: writes * 10,
-            point_reads,
-            scans: 0,
-        };
-        w.push(p(1000, 0));
-        w.push(p(1000, 10));
-        assert_eq!(
-            w.current(),
-            w.mix(),
-            "writes in the newest period: the window"
-        );
-        w.push(p(0, 500));
-        assert_eq!(w.current(), p(0, 500), "a read-only phase began");
-        w.push(p(0, 0));
-        assert_eq!(w.current(), w.mix(), "an idle period says nothing");
     }
 }
