@@ -294,3 +294,155 @@ impl InternalIterator for LevelIterator {
         self.current.as_ref().map(|c| c.value()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{push_internal_key, ValueKind};
+    use strata_wal::SeqNo;
+
+    /// A cursor over a sorted vector.
+    struct VecIter {
+        entries: Vec<(Vec<u8>, Bytes)>,
+        pos: Option<usize>,
+    }
+
+    impl InternalIterator for VecIter {
+        fn valid(&self) -> bool {
+            self.pos.is_some()
+        }
+        fn seek_to_first(&mut self) -> Result<()> {
+            self.pos = (!self.entries.is_empty()).then_some(0);
+            Ok(())
+        }
+        fn seek_to_last(&mut self) -> Result<()> {
+            self.pos = self.entries.len().checked_sub(1);
+            Ok(())
+        }
+        fn seek(&mut self, target: &[u8]) -> Result<()> {
+            let i = self
+                .entries
+                .partition_point(|(k, _)| compare_internal(k, target) == Ordering::Less);
+            self.pos = (i < self.entries.len()).then_some(i);
+            Ok(())
+        }
+        fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+            let i = self
+                .entries
+                .partition_point(|(k, _)| compare_internal(k, target) != Ordering::Greater);
+            self.pos = i.checked_sub(1);
+            Ok(())
+        }
+        fn next(&mut self) -> Result<()> {
+            self.pos = self.pos.map(|p| p + 1).filter(|&p| p < self.entries.len());
+            Ok(())
+        }
+        fn prev(&mut self) -> Result<()> {
+            self.pos = self.pos.and_then(|p| p.checked_sub(1));
+            Ok(())
+        }
+        fn key(&self) -> &[u8] {
+            &self.entries[self.pos.expect("valid")].0
+        }
+        fn value(&self) -> Bytes {
+            self.entries[self.pos.expect("valid")].1.clone()
+        }
+    }
+
+    fn ikey(user: u32, seq: u64) -> Vec<u8> {
+        let mut k = Vec::new();
+        push_internal_key(&mut k, &user.to_be_bytes(), SeqNo(seq), ValueKind::Put);
+        k
+    }
+
+    /// Random children (runs of neighbouring keys in one child, as a large last level
+    /// gives, and several versions of a key) walked by random moves — seeks, steps both
+    /// ways, direction changes: every position equals the sorted union. (Equal
+    /// internal keys in two children are returned once per child going one way, and
+    /// skipped across a direction change; readers drop such duplicates anyway.)
+    #[test]
+    fn merged_walks_equal_the_sorted_union_in_both_directions() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..200 {
+            let children_count = 1 + rand(5) as usize;
+            let mut children: Vec<Vec<(Vec<u8>, Bytes)>> = vec![Vec::new(); children_count];
+            let mut all: Vec<(Vec<u8>, usize)> = Vec::new();
+            let mut user = 0u32;
+            for seq in 1..=rand(120) {
+                // Sometimes another version of the same user key (a newer number).
+                user += rand(3) as u32;
+                // Runs: the same child for several keys in a row, as a big last level.
+                let child = if rand(4) == 0 {
+                    rand(children_count as u64) as usize
+                } else {
+                    0
+                };
+                children[child].push((
+                    ikey(user, seq),
+                    Bytes::from(format!("{round}:{user}:{seq}")),
+                ));
+                all.push((ikey(user, seq), child));
+            }
+            for c in &mut children {
+                c.sort_by(|a, b| compare_internal(&a.0, &b.0));
+            }
+            // The expected order: by key, ties by child index (what the merge prefers).
+            all.sort_by(|a, b| compare_internal(&a.0, &b.0).then(a.1.cmp(&b.1)));
+            let expected: Vec<Vec<u8>> = all.iter().map(|(k, _)| k.clone()).collect();
+            let mut merged = MergingIterator::new(
+                children
+                    .into_iter()
+                    .map(|entries| {
+                        Box::new(VecIter { entries, pos: None }) as Box<dyn InternalIterator>
+                    })
+                    .collect(),
+            );
+            // Position in `expected` the merge should be at (None: off either end).
+            let mut at: Option<usize> = None;
+            for _ in 0..300 {
+                match rand(6) {
+                    0 => {
+                        merged.seek_to_first().unwrap();
+                        at = (!expected.is_empty()).then_some(0);
+                    }
+                    1 => {
+                        merged.seek_to_last().unwrap();
+                        at = expected.len().checked_sub(1);
+                    }
+                    2 | 3 if at.is_some() => {
+                        merged.next().unwrap();
+                        at = at.map(|i| i + 1).filter(|&i| i < expected.len());
+                    }
+                    4 | 5 if at.is_some() => {
+                        merged.prev().unwrap();
+                        at = at.and_then(|i| i.checked_sub(1));
+                    }
+                    _ => {
+                        let target = ikey(rand(u64::from(user) + 2) as u32, 3);
+                        merged.seek(&target).unwrap();
+                        let i = expected
+                            .partition_point(|k| compare_internal(k, &target) == Ordering::Less);
+                        at = (i < expected.len()).then_some(i);
+                    }
+                }
+                match at {
+                    None => assert!(!merged.valid(), "round {round}: past the end"),
+                    Some(i) => {
+                        assert!(merged.valid(), "round {round}: at {i}");
+                        assert_eq!(
+                            merged.key(),
+                            expected[i].as_slice(),
+                            "round {round}: at {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
