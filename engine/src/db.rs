@@ -384,17 +384,31 @@ pub(crate) struct Catalog {
 pub(crate) struct Meta {
     pub manifest: ManifestWriter,
     pub state: ManifestState,
+    /// A write to `manifest` failed: its end may hold a torn record and the writer
+    /// refuses more, so the next edit (or `mark_durable`) first writes the state to
+    /// a new manifest.
+    pub manifest_write_failed: bool,
 }
 
 impl Meta {
     /// Checks `edit` against a copy of the state, appends it to the manifest (fsynced),
     /// optionally declares it durable, then applies it. An edit that does not fit the
-    /// state never reaches the disk; an I/O failure leaves the state unchanged (and
-    /// the caller poisons the database: the edit may be on disk or not).
+    /// state never reaches the disk.
+    ///
+    /// Failures, and what they leave:
+    /// - the write of the edit failed (`manifest::write_failed`): at most a torn
+    ///   record, never read back; the state is unchanged and the next edit first
+    ///   writes the whole state to a new manifest;
+    /// - the fsync of the edit failed: the edit may be on disk or not (the caller
+    ///   poisons the database);
+    /// - only the write of the sync mark after it failed: the edit itself is complete
+    ///   and fsynced, so it counts (the state is applied, `Ok` is returned) and the
+    ///   next edit starts a new manifest.
     ///
     /// When the manifest passes `rollover_bytes`, the whole state is written to a new
     /// manifest (numbered from `next_file`) and installed atomically, so the manifest
-    /// stays small while the database runs.
+    /// stays small while the database runs; if that fails for want of space the edit
+    /// stands in the current one and the rollover is tried at a later edit.
     pub(crate) fn commit(
         &mut self,
         edit: &VersionEdit,
@@ -408,26 +422,74 @@ impl Meta {
                 "internal error: a manifest edit does not apply: {why}"
             ))
         })?;
-        self.manifest.append(edit)?;
+        if self.manifest_write_failed {
+            // The edit is not written at all if this fails: tagged as such.
+            self.roll_over(next_file).map_err(as_not_written)?;
+        }
+        if let Err(e) = self.manifest.append(edit) {
+            self.manifest_write_failed |= crate::manifest::write_failed(&e);
+            return Err(e);
+        }
         if mark_durable {
-            self.manifest.mark_durable()?;
+            if let Err(e) = self.manifest.mark_durable() {
+                if !crate::manifest::write_failed(&e) {
+                    return Err(e);
+                }
+                self.manifest_write_failed = true;
+            }
         }
         self.state = next;
         // Past the limit, and at least twice its own snapshot (a large state must not
         // roll over at every edit).
         if self.manifest.len() > rollover_bytes.max(2 * self.manifest.base_len()) {
-            let number = next_file.fetch_add(1, Ordering::SeqCst);
-            // A later open numbers its manifest and tables past everything used so far.
-            self.state.next_file_number = self
-                .state
-                .next_file_number
-                .max(next_file.load(Ordering::SeqCst));
-            let previous = self.manifest.number();
-            let fs = Arc::clone(self.manifest.fs());
-            let dir = self.manifest.dir().to_path_buf();
-            self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
+            match self.roll_over(next_file) {
+                Err(e) if is_out_of_space(&e) => {}
+                other => other?,
+            }
         }
         Ok(())
+    }
+
+    /// Declares every edit appended so far durable: a sync mark, or, after a failed
+    /// manifest write, the whole state in a new manifest (synced before it is
+    /// installed).
+    pub(crate) fn mark_durable(&mut self, next_file: &AtomicU64) -> Result<()> {
+        if self.manifest_write_failed {
+            return self.roll_over(next_file).map_err(as_not_written);
+        }
+        self.manifest.mark_durable().inspect_err(|e| {
+            self.manifest_write_failed |= crate::manifest::write_failed(e);
+        })
+    }
+
+    /// Writes the whole state to a new manifest and installs it with `CURRENT`.
+    fn roll_over(&mut self, next_file: &AtomicU64) -> Result<()> {
+        let number = next_file.fetch_add(1, Ordering::SeqCst);
+        // A later open numbers its manifest and tables past everything used so far.
+        self.state.next_file_number = self
+            .state
+            .next_file_number
+            .max(next_file.load(Ordering::SeqCst));
+        let previous = self.manifest.number();
+        let fs = Arc::clone(self.manifest.fs());
+        let dir = self.manifest.dir().to_path_buf();
+        self.manifest = ManifestWriter::create(fs, &dir, number, &self.state, Some(previous))?;
+        self.manifest_write_failed = false;
+        Ok(())
+    }
+}
+
+/// Tags an error of a rollover that came before an edit's append as "the edit was not
+/// written" (see [`DbInner::edit_never_written`]), unless the rollover may have
+/// installed a new manifest (`Error::Poisoned` from `ManifestWriter::create`).
+fn as_not_written(e: Error) -> Error {
+    match e {
+        Error::Io { path, source, .. } => Error::Io {
+            op: crate::manifest::MANIFEST_WRITE_FAILED,
+            path,
+            source,
+        },
+        other => other,
     }
 }
 
@@ -1209,7 +1271,11 @@ impl DbInner {
             publisher: Publisher::new(visible),
             cache,
             catalog: RwLock::new(catalog),
-            meta: Mutex::new(Meta { manifest, state }),
+            meta: Mutex::new(Meta {
+                manifest,
+                state,
+                manifest_write_failed: false,
+            }),
             marks: Mutex::new(MarkBook {
                 marks,
                 pending,
@@ -1812,16 +1878,19 @@ impl DbInner {
             .collect()
     }
 
-    /// Commits `edit` to the manifest ([`Meta::commit`]); a failure poisons the
-    /// database (the manifest's state on disk is then unknown).
     /// Whether a failed [`Self::commit_edit`] certainly left the manifest without the
-    /// edit (it did not fit the state), so the files it named may be deleted. After an
-    /// I/O failure the edit may be on disk: its files stay (the database is poisoned,
-    /// and the next open removes whatever the manifest does not name).
+    /// edit, so the files it named may be deleted: it did not fit the state, or its
+    /// write failed (a torn record at most). After a failed fsync the edit may be on
+    /// disk: its files stay (the database is poisoned, and the next open removes
+    /// whatever the manifest does not name).
     pub(crate) fn edit_never_written(e: &Error) -> bool {
-        matches!(e, Error::InvalidArgument(_))
+        matches!(e, Error::InvalidArgument(_)) || crate::manifest::write_failed(e)
     }
 
+    /// Commits `edit` to the manifest ([`Meta::commit`]). A failure poisons the
+    /// database, except a write that ran out of space: that edit was not written,
+    /// nothing changed, and whoever asked may try again (background work is retried,
+    /// see [`DbInner::defer_after_full_disk`]).
     pub(crate) fn commit_edit(
         &self,
         meta: &mut Meta,
@@ -1834,20 +1903,30 @@ impl DbInner {
             &self.next_file,
             self.options.manifest_rollover_bytes,
         )
-        .inspect_err(|e| self.poison(e))
+        .inspect_err(|e| self.poison_unless_not_written(e))
+    }
+
+    /// Poisons the database for a failed manifest write, unless it certainly left
+    /// nothing behind for want of space.
+    fn poison_unless_not_written(&self, e: &Error) {
+        if is_out_of_space(e) && Self::edit_never_written(e) {
+            self.defer_after_full_disk();
+        } else {
+            self.poison(e);
+        }
     }
 
     /// Poisons the database for `cause` (a failed flush, compaction or collection),
-    /// unless it is the disk running out of space while the work built its output
-    /// files: then nothing it did is visible (the manifest was not touched — any
-    /// manifest failure poisoned the database already — and its outputs were
-    /// removed), and it is retried later ([`DbInner::defer_after_full_disk`]). A WAL
-    /// that failed (a flush syncs it first) poisons whatever the cause.
+    /// unless the disk ran out of space: while the work built its output files (they
+    /// are removed, nothing it did is visible) or wrote its manifest edit (not written:
+    /// [`Self::commit_edit`] has deferred it already). Either way it is retried later
+    /// ([`DbInner::defer_after_full_disk`]). A failed WAL (a flush syncs it first) or
+    /// an already poisoned database poisons whatever the cause.
     pub(crate) fn poison_unless_out_of_space(&self, cause: &Error) {
-        if is_out_of_space(cause) && self.poisoned().is_none() && self.wal.poisoned().is_none() {
-            self.defer_after_full_disk();
-        } else {
+        if !is_out_of_space(cause) || self.poisoned().is_some() || self.wal.poisoned().is_some() {
             self.poison(cause);
+        } else if !crate::manifest::write_failed(cause) {
+            self.defer_after_full_disk();
         }
     }
 
@@ -1898,9 +1977,8 @@ impl DbInner {
                 .wal_retention_point()
                 .map_or(needed, |kept| needed.min(kept));
             // The edits that moved the flushed points must be declared durable first.
-            meta.manifest
-                .mark_durable()
-                .inspect_err(|e| self.poison(e))?;
+            meta.mark_durable(&self.next_file)
+                .inspect_err(|e| self.poison_unless_not_written(e))?;
             needed
         };
         self.wal.remove_segments_before(oldest_needed)?;

@@ -826,6 +826,15 @@ pub fn read_manifest_in_full(
     })
 }
 
+/// The `op` of the [`Error::Io`] a [`ManifestWriter`] returns when writing a record
+/// (not syncing it) failed: the record is at most a torn tail, never read back.
+pub const MANIFEST_WRITE_FAILED: &str = "append to the manifest (nothing of the record counts)";
+
+/// Whether `e` is a failed manifest write (see [`MANIFEST_WRITE_FAILED`]).
+pub fn write_failed(e: &Error) -> bool {
+    matches!(e, Error::Io { op, .. } if *op == MANIFEST_WRITE_FAILED)
+}
+
 /// Appends edits to the live manifest.
 #[derive(Debug)]
 pub struct ManifestWriter {
@@ -848,7 +857,9 @@ impl ManifestWriter {
     /// durable and installs it as `CURRENT`. The previous manifest is removed.
     ///
     /// # Errors
-    /// I/O errors; on error `CURRENT` still names the previous manifest.
+    /// I/O errors before `CURRENT` was replaced (it then still names the previous
+    /// manifest); [`Error::Poisoned`] when replacing it or syncing the directory
+    /// failed (which manifest a crash would leave is then unknown).
     pub fn create(
         fs: Arc<dyn Fs>,
         dir: &Path,
@@ -869,13 +880,16 @@ impl ManifestWriter {
         let current = fs.create(&tmp)?;
         current.append(&encode_current(number))?;
         current.sync_data()?;
-        fs.rename(&tmp, &dir.join(CURRENT))?;
-        fs.sync_dir(dir)?;
+        // From the rename on, which manifest a crash leaves installed is unknown until
+        // the directory is synced: a failure there is not retryable.
+        fs.rename(&tmp, &dir.join(CURRENT))
+            .and_then(|()| fs.sync_dir(dir))
+            .map_err(|e| Error::Poisoned {
+                cause: format!("installing manifest {number} failed: {e}"),
+            })?;
         if let Some(old) = previous.filter(|&old| old != number) {
-            let old_path = dir.join(manifest_file_name(old));
-            if fs.exists(&old_path)? {
-                fs.remove(&old_path)?;
-            }
+            // A previous manifest left behind is removed by the next open.
+            let _ = fs.remove(&dir.join(manifest_file_name(old)));
         }
         let len = buf.len() as u64;
         Ok(ManifestWriter {
@@ -925,15 +939,36 @@ impl ManifestWriter {
     /// (but may still be judged a torn tail until [`ManifestWriter::mark_durable`]).
     ///
     /// # Errors
-    /// I/O errors; the caller must then treat the database as poisoned.
+    /// I/O errors. After any, the writer refuses every later append: a failed write
+    /// ([`write_failed`]) left at most a torn record, so the state may be written to a
+    /// new manifest instead; after a failed fsync the edit may be on disk or not, and
+    /// the caller must treat the database as poisoned.
     pub fn append(&mut self, edit: &VersionEdit) -> Result<()> {
         self.check()?;
         let mut buf = Vec::new();
         encode_payload(&mut buf, self.salt, &edit.encode());
-        let written = self.file.append(&buf).and_then(|()| self.file.sync_data());
-        self.note(written)?;
+        self.write(&buf)?;
         self.len += buf.len() as u64;
         Ok(())
+    }
+
+    /// Appends `buf` and fsyncs it. A failure of the write itself (as opposed to the
+    /// fsync) is returned as [`Error::Io`] with op [`MANIFEST_WRITE_FAILED`]: at most a
+    /// prefix of the record reached the file, a torn tail that reading ignores.
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.append(buf) {
+            self.failed = Some(format!("writing the manifest failed: {e}"));
+            return Err(match e {
+                strata_wal::Error::Io { path, source, .. } => Error::Io {
+                    op: MANIFEST_WRITE_FAILED,
+                    path,
+                    source,
+                },
+                other => Error::from(other),
+            });
+        }
+        let synced = self.file.sync_data();
+        self.note(synced)
     }
 
     fn check(&self) -> Result<()> {
@@ -964,8 +999,7 @@ impl ManifestWriter {
         }
         let mut buf = Vec::new();
         encode_sync_mark(&mut buf, self.salt, self.number, self.len);
-        let written = self.file.append(&buf).and_then(|()| self.file.sync_data());
-        self.note(written)?;
+        self.write(&buf)?;
         self.len += buf.len() as u64;
         // The mark itself needs no mark: nothing new is left to declare.
         self.marked = self.len;
