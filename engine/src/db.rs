@@ -443,8 +443,16 @@ impl Meta {
         // roll over at every edit).
         if self.manifest.len() > rollover_bytes.max(2 * self.manifest.base_len()) {
             match self.roll_over(next_file) {
-                Err(e) if is_out_of_space(&e) => {}
-                other => other?,
+                Ok(()) => {}
+                // Nothing was installed: the edit stands in the current manifest.
+                Err(e) if is_out_of_space(&e) && !crate::manifest::install_failed(&e) => {}
+                Err(e) => {
+                    // Which manifest is installed is unknown: nothing more may be
+                    // appended to the current one (a commit still under way when the
+                    // database is poisoned rolls over first, or fails).
+                    self.manifest_write_failed = true;
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -479,10 +487,13 @@ impl Meta {
     }
 }
 
-/// Tags an error of a rollover that came before an edit's append as "the edit was not
-/// written" (see [`DbInner::edit_never_written`]), unless the rollover may have
-/// installed a new manifest (`Error::Poisoned` from `ManifestWriter::create`).
+/// Tags a rollover's out-of-space error, from before an edit's append, as "the edit
+/// was not written" (see [`DbInner::edit_never_written`]), unless the rollover may have
+/// installed a new manifest (`manifest::install_failed`).
 fn as_not_written(e: Error) -> Error {
+    if !is_out_of_space(&e) || crate::manifest::install_failed(&e) {
+        return e;
+    }
     match e {
         Error::Io { path, source, .. } => Error::Io {
             op: crate::manifest::MANIFEST_WRITE_FAILED,
@@ -1977,8 +1988,19 @@ impl DbInner {
                 .wal_retention_point()
                 .map_or(needed, |kept| needed.min(kept));
             // The edits that moved the flushed points must be declared durable first.
-            meta.mark_durable(&self.next_file)
-                .inspect_err(|e| self.poison_unless_not_written(e))?;
+            match meta.mark_durable(&self.next_file) {
+                Ok(()) => {}
+                // Out of space: the segments stay until a later release (the work
+                // that called this happened; it is not the caller's failure).
+                Err(e) if is_out_of_space(&e) && Self::edit_never_written(&e) => {
+                    self.defer_after_full_disk();
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            }
             needed
         };
         self.wal.remove_segments_before(oldest_needed)?;

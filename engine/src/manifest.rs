@@ -827,12 +827,23 @@ pub fn read_manifest_in_full(
 }
 
 /// The `op` of the [`Error::Io`] a [`ManifestWriter`] returns when writing a record
-/// (not syncing it) failed: the record is at most a torn tail, never read back.
+/// (not syncing it) ran out of space: the record is at most a torn tail, never read
+/// back.
 pub const MANIFEST_WRITE_FAILED: &str = "append to the manifest (nothing of the record counts)";
 
 /// Whether `e` is a failed manifest write (see [`MANIFEST_WRITE_FAILED`]).
 pub fn write_failed(e: &Error) -> bool {
     matches!(e, Error::Io { op, .. } if *op == MANIFEST_WRITE_FAILED)
+}
+
+/// The `op` of the [`Error::Io`] [`ManifestWriter::create`] returns when replacing
+/// `CURRENT` or syncing the directory after it failed: which manifest is installed is
+/// unknown, so this is never retried in place.
+pub const MANIFEST_INSTALL_FAILED: &str = "install a new manifest (CURRENT may name it or not)";
+
+/// Whether `e` is a failed manifest installation (see [`MANIFEST_INSTALL_FAILED`]).
+pub fn install_failed(e: &Error) -> bool {
+    matches!(e, Error::Io { op, .. } if *op == MANIFEST_INSTALL_FAILED)
 }
 
 /// Appends edits to the live manifest.
@@ -858,8 +869,9 @@ impl ManifestWriter {
     ///
     /// # Errors
     /// I/O errors before `CURRENT` was replaced (it then still names the previous
-    /// manifest); [`Error::Poisoned`] when replacing it or syncing the directory
-    /// failed (which manifest a crash would leave is then unknown).
+    /// manifest, and the new files are removed); an I/O error with op
+    /// [`MANIFEST_INSTALL_FAILED`] when replacing it or syncing the directory failed
+    /// (which manifest a crash would leave is then unknown).
     pub fn create(
         fs: Arc<dyn Fs>,
         dir: &Path,
@@ -868,24 +880,42 @@ impl ManifestWriter {
         previous: Option<u64>,
     ) -> Result<ManifestWriter> {
         let path = dir.join(manifest_file_name(number));
-        let file = fs.create(&path)?;
+        let tmp = dir.join("CURRENT.tmp");
         let salt = Salt::random();
         let mut buf = encode_header(number, salt).to_vec();
         encode_payload(&mut buf, salt, &state.snapshot_edit().encode());
         let synced = buf.len() as u64;
         encode_sync_mark(&mut buf, salt, number, synced);
-        file.append(&buf)?;
-        file.sync_data()?;
-        let tmp = dir.join("CURRENT.tmp");
-        let current = fs.create(&tmp)?;
-        current.append(&encode_current(number))?;
-        current.sync_data()?;
+        let prepared = (|| -> strata_wal::Result<Arc<dyn strata_wal::FsFile>> {
+            let file = fs.create(&path)?;
+            file.append(&buf)?;
+            file.sync_data()?;
+            let current = fs.create(&tmp)?;
+            current.append(&encode_current(number))?;
+            current.sync_data()?;
+            Ok(file)
+        })();
+        let file = match prepared {
+            Ok(file) => file,
+            Err(e) => {
+                // Nothing is installed: leave nothing behind either (a full disk
+                // retrying rollovers must not fill up with partial manifests).
+                let _ = fs.remove(&path);
+                let _ = fs.remove(&tmp);
+                return Err(e.into());
+            }
+        };
         // From the rename on, which manifest a crash leaves installed is unknown until
         // the directory is synced: a failure there is not retryable.
         fs.rename(&tmp, &dir.join(CURRENT))
             .and_then(|()| fs.sync_dir(dir))
-            .map_err(|e| Error::Poisoned {
-                cause: format!("installing manifest {number} failed: {e}"),
+            .map_err(|e| match e {
+                strata_wal::Error::Io { path, source, .. } => Error::Io {
+                    op: MANIFEST_INSTALL_FAILED,
+                    path,
+                    source,
+                },
+                other => other.into(),
             })?;
         if let Some(old) = previous.filter(|&old| old != number) {
             // A previous manifest left behind is removed by the next open.
@@ -952,18 +982,25 @@ impl ManifestWriter {
         Ok(())
     }
 
-    /// Appends `buf` and fsyncs it. A failure of the write itself (as opposed to the
-    /// fsync) is returned as [`Error::Io`] with op [`MANIFEST_WRITE_FAILED`]: at most a
+    /// Appends `buf` and fsyncs it. A write (as opposed to the fsync) that ran out of
+    /// space is returned as [`Error::Io`] with op [`MANIFEST_WRITE_FAILED`]: at most a
     /// prefix of the record reached the file, a torn tail that reading ignores.
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         if let Err(e) = self.file.append(buf) {
             self.failed = Some(format!("writing the manifest failed: {e}"));
             return Err(match e {
-                strata_wal::Error::Io { path, source, .. } => Error::Io {
-                    op: MANIFEST_WRITE_FAILED,
-                    path,
-                    source,
-                },
+                // Out of space: the write stopped short, nothing of it counts. (Other
+                // write errors are not trusted that far: on some file systems a
+                // failed write may still land.)
+                strata_wal::Error::Io { path, source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    Error::Io {
+                        op: MANIFEST_WRITE_FAILED,
+                        path,
+                        source,
+                    }
+                }
                 other => Error::from(other),
             });
         }
