@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use strata::{Db, Durability, Error, Keyspace, SeqNo, WriteBatch, WriteOptions};
 
-use super::oracle::Entries;
+use super::oracle::{scan_both_ways, Entries};
 use super::workload::{
     cursor_key, db_options, event_batch, event_block, event_block_prefix, event_key, event_len,
     event_thread_prefix, keyspace_options, logged_op, mix, thread_prefix, value, value_is_valid,
@@ -325,16 +325,11 @@ fn chaos(
     }
 }
 
-/// Every entry of `prefix` in `ks` through `snapshot` (or the live view), forward;
-/// checks the reverse scan agrees and every value validates under its key.
-fn scan_checked(db_read: impl Fn(bool) -> Entries, what: &str) -> Entries {
-    let forward = db_read(false);
-    let mut backward = db_read(true);
-    backward.reverse();
-    if forward != backward {
-        fail(&format!("{what}: forward and reverse scans differ"));
-    }
-    for (k, v) in &forward {
+/// Every entry the iterators `open` makes, checked: forward and reverse scans agree
+/// and every value validates under its key.
+fn scan_checked(open: impl Fn() -> strata::Iter, what: &str) -> Entries {
+    let entries = scan_both_ways(open, what).unwrap_or_else(|e| fail(&e));
+    for (k, v) in &entries {
         if !value_is_valid(k, v) {
             fail(&format!(
                 "{what}: key {} holds a value never written to it",
@@ -342,22 +337,7 @@ fn scan_checked(db_read: impl Fn(bool) -> Entries, what: &str) -> Entries {
             ));
         }
     }
-    forward
-}
-
-fn collect(
-    iter: impl DoubleEndedIterator<Item = strata::Result<(strata::Bytes, strata::Bytes)>>,
-    rev: bool,
-) -> Entries {
-    let map = |r: strata::Result<(strata::Bytes, strata::Bytes)>| {
-        let (k, v) = check(r, "scan");
-        (k.to_vec(), v.to_vec())
-    };
-    if rev {
-        iter.rev().map(map).collect()
-    } else {
-        iter.map(map).collect()
-    }
+    entries
 }
 
 fn snapshot_check(db: &Db, logged: &[Keyspace], config: &ChildConfig, rng: &mut Rng) {
@@ -370,12 +350,7 @@ fn snapshot_check(db: &Db, logged: &[Keyspace], config: &ChildConfig, rng: &mut 
     let read_all = |snap: &strata::Snapshot| -> Vec<Entries> {
         logged
             .iter()
-            .map(|ks| {
-                scan_checked(
-                    |rev| collect(snap.prefix(ks, &prefix), rev),
-                    "snapshot scan",
-                )
-            })
+            .map(|ks| scan_checked(|| snap.prefix(ks, &prefix), "snapshot scan"))
             .collect()
     };
     let before = read_all(&snapshot);
@@ -391,10 +366,7 @@ fn snapshot_check(db: &Db, logged: &[Keyspace], config: &ChildConfig, rng: &mut 
     match db.snapshot_at(SeqNo(snapshot.seqno().0)) {
         Ok(past) => {
             let history = &logged[HISTORY_KS];
-            let at = scan_checked(
-                |rev| collect(past.prefix(history, &prefix), rev),
-                "time-travel scan",
-            );
+            let at = scan_checked(|| past.prefix(history, &prefix), "time-travel scan");
             if at != before[HISTORY_KS] {
                 fail(&format!(
                     "snapshot_at({}) differs from the snapshot taken at that number",
@@ -409,10 +381,8 @@ fn snapshot_check(db: &Db, logged: &[Keyspace], config: &ChildConfig, rng: &mut 
 
 fn bypass_scan_check(db: &Db, bypass: &Keyspace, thread: u64) {
     let snapshot = db.snapshot();
-    let events = scan_checked(
-        |rev| collect(snapshot.prefix(bypass, event_thread_prefix(thread)), rev),
-        "bypass scan",
-    );
+    let prefix = event_thread_prefix(thread);
+    let events = scan_checked(|| snapshot.prefix(bypass, &prefix), "bypass scan");
     // The live view of one thread's events has no hole: consecutive numbers.
     let numbers: Vec<u64> = events
         .iter()

@@ -235,7 +235,7 @@ pub struct StressReport {
 /// Setting up the directory or starting a child failed (not a violation: those are in
 /// the report).
 pub fn run(flags: &StressFlags) -> Result<StressReport, String> {
-    let (root, _temp) = match &flags.dir {
+    let (root, temp) = match &flags.dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
             (d.clone(), None)
@@ -286,7 +286,7 @@ pub fn run(flags: &StressFlags) -> Result<StressReport, String> {
     }
     report.elapsed = started.elapsed();
     if report.violation.is_some() || flags.keep {
-        if let Some(t) = _temp {
+        if let Some(t) = temp {
             let _ = t.keep();
         }
     }

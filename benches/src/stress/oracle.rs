@@ -421,21 +421,24 @@ pub fn read_thread_state(logged: &[Keyspace], t: u64) -> Result<ThreadState, Str
     let prefix = thread_prefix(t);
     let mut state = ThreadState::new();
     for (i, ks) in logged.iter().enumerate() {
-        let forward = scan(ks.prefix(&prefix), false)?;
-        let mut backward = scan(ks.prefix(&prefix), true)?;
-        backward.reverse();
-        if forward != backward {
-            return Err(format!(
-                "{}: forward and reverse scans of {} differ",
-                LOGGED[i],
-                String::from_utf8_lossy(&prefix)
-            ));
-        }
-        for (k, v) in forward {
+        let what = format!("{} prefix {}", LOGGED[i], String::from_utf8_lossy(&prefix));
+        for (k, v) in scan_both_ways(|| ks.prefix(&prefix), &what)? {
             state.insert((i, k), v);
         }
     }
     Ok(state)
+}
+
+/// Every entry of the iterators `open` makes, read forward from one and backward from
+/// another; the two must agree. Returns them in key order.
+pub fn scan_both_ways(open: impl Fn() -> strata::Iter, what: &str) -> Result<Entries, String> {
+    let forward = scan(open(), false)?;
+    let mut backward = scan(open(), true)?;
+    backward.reverse();
+    if forward != backward {
+        return Err(format!("{what}: forward and reverse scans differ"));
+    }
+    Ok(forward)
 }
 
 fn scan(iter: strata::Iter, rev: bool) -> Result<Entries, String> {
