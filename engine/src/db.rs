@@ -5,7 +5,9 @@
 //! sequence order; the WAL acknowledges it (`Buffered`: in the OS; `Sync`: fsynced,
 //! group commit); then each entry goes into the memtable that owns its sequence number,
 //! and the publisher makes the write visible to readers once every earlier sequence
-//! number is applied too. Readers take the published sequence number as their snapshot.
+//! number is applied too, without making the writer wait for the earlier ones. A read
+//! "as of now" takes the newest reserved sequence number as its snapshot once it is
+//! visible, so it sees every write acknowledged before it began.
 //!
 //! Read path: the keyspace's *view* (active memtable, sealed memtables, version of
 //! tables) is one `Arc` swapped atomically by flushes and compactions; a read clones it
@@ -80,32 +82,61 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
 ///
 /// A writer reserves its numbers from the shared [`SeqCounter`] (an atomic add; a
 /// logged write does it under the WAL's queue lock, so log order is sequence order),
-/// applies its entries to the memtables, then publishes: it waits until every earlier
-/// reservation is published and moves the visible sequence number to its own last
-/// one. Readers only load the visible number, and everything at or below it is
-/// applied, so a reader never sees a later write without every earlier one.
+/// applies its entries to the memtables, then publishes its range. The *visible*
+/// number only ever moves over a contiguous run of published ranges, so everything at
+/// or below it is applied and a reader at it never sees a later write without every
+/// earlier one.
 ///
-/// Waiting spins briefly and then parks (see [`Publisher::wait_until`]), so a waiter
-/// never burns the core that a preempted writer it waits for needs.
+/// Publishing does not wait for earlier ranges: the writer leaves its range in a slot
+/// of a ring (indexed by its first number) and moves the visible number as far as the
+/// published ranges reach; whichever writer publishes the range that closes a gap
+/// carries the visible number over every range published behind it. Two ranges in
+/// flight that want the same slot are rare (their first numbers must differ by a
+/// multiple of [`PUBLISH_SLOTS`]); the later one then waits for its turn as a plain
+/// in-order publisher would.
 ///
-/// Trade-off: a writer waits for the writers that reserved before it. Nothing between
-/// a reservation and its publication does I/O (a logged write's WAL record is written
-/// and synced after it is published), so that wait is for other writers' memtable
-/// inserts only, and writes to different keyspaces share no lock: a bypass write
-/// never waits on the WAL or on a `Sync` write's fsync.
+/// Readers pay for that instead of writers: a read that must see every acknowledged
+/// write reads at [`Publisher::read_point`], the newest *reserved* number, after
+/// waiting until it is visible, which is only ever a wait for memtable inserts already
+/// under way (nothing between a reservation and its publication does I/O: a logged
+/// write's WAL record is written and synced after it is published). Waiting spins
+/// briefly and then parks (see [`Publisher::wait_until`]), so a waiter never burns the
+/// core that a preempted writer it waits for needs.
+///
+/// Trade-off: write-only streams (agent event logs) never wait on one another, and
+/// writes to different keyspaces share no lock; a reader concurrent with writers may
+/// wait a few microseconds for inserts in flight.
 #[derive(Debug)]
 pub(crate) struct Publisher {
     visible: AtomicU64,
+    /// Published ranges not yet passed by `visible`, by first number modulo
+    /// [`PUBLISH_SLOTS`].
+    slots: Box<[PublishSlot]>,
     /// Threads parked in [`Publisher::wait_until`]; a publisher wakes them only when
     /// there are any, so the common path takes no lock.
     parked: AtomicU64,
     park: (Mutex<()>, Condvar),
 }
 
+/// Slots in the publisher's ring.
+const PUBLISH_SLOTS: usize = 4096;
+
+/// Set in [`PublishSlot::first`] once `last` is written: the range is published.
+const SLOT_READY: u64 = 1 << 63;
+
+/// One published range: `first | SLOT_READY` and its last number. A slot whose first
+/// number (without the flag) is at or below the visible number is free.
+#[derive(Debug, Default)]
+struct PublishSlot {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
 impl Publisher {
     fn new(visible: SeqNo) -> Self {
         Publisher {
             visible: AtomicU64::new(visible.0),
+            slots: (0..PUBLISH_SLOTS).map(|_| PublishSlot::default()).collect(),
             parked: AtomicU64::new(0),
             park: (Mutex::new(()), Condvar::new()),
         }
@@ -117,22 +148,82 @@ impl Publisher {
         counter.try_reserve(count)
     }
 
+    fn slot_of(&self, seq: u64) -> &PublishSlot {
+        &self.slots[(seq % PUBLISH_SLOTS as u64) as usize]
+    }
+
     /// Publishes the reservation `first..=last` (applied, or abandoned after a
-    /// failure: either way later writes may become visible): waits until every earlier
-    /// reservation is published, then makes this one visible.
+    /// failure: either way later writes may become visible). Returns at once unless
+    /// another unpublished range holds this range's slot; the range becomes visible
+    /// once every earlier one is published.
     pub(crate) fn publish(&self, first: SeqNo, last: SeqNo) {
-        let before = first.0 - 1;
-        self.wait_until(|v| v == before);
-        self.visible.store(last.0, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) > 0 {
+        let slot = self.slot_of(first.0);
+        let held = slot.first.load(Ordering::SeqCst);
+        let free = held & !SLOT_READY <= self.visible.load(Ordering::SeqCst);
+        let claimed = free
+            && slot
+                .first
+                .compare_exchange(held, first.0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        if claimed {
+            slot.last.store(last.0, Ordering::SeqCst);
+            // Paired with the compare-and-swap in `advance`: either this store is seen
+            // by the writer that makes `first - 1` visible, or that writer's update of
+            // the visible number is seen by the `advance` below.
+            slot.first.store(first.0 | SLOT_READY, Ordering::SeqCst);
+        } else {
+            // The slot holds a range still in flight: publish in order. Nothing else
+            // can move the visible number past `first - 1` meanwhile.
+            self.wait_until(|v| v >= first.0 - 1);
+            let moved = self
+                .visible
+                .compare_exchange(first.0 - 1, last.0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            self.advance(moved);
+            return;
+        }
+        self.advance(false);
+    }
+
+    /// Moves the visible number over every published range that follows it, and
+    /// wakes parked waiters if it moved (or `moved` says the caller moved it).
+    fn advance(&self, mut moved: bool) {
+        loop {
+            let v = self.visible.load(Ordering::SeqCst);
+            let next = v + 1;
+            let slot = self.slot_of(next);
+            if slot.first.load(Ordering::SeqCst) != next | SLOT_READY {
+                break;
+            }
+            let last = slot.last.load(Ordering::SeqCst);
+            // A failed exchange means another thread moved it: look again.
+            if self
+                .visible
+                .compare_exchange(v, last, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                moved = true;
+            }
+        }
+        if moved && self.parked.load(Ordering::SeqCst) > 0 {
             let _g = self.park.0.lock();
             self.park.1.notify_all();
         }
     }
 
     /// The newest sequence number whose write (and every earlier one) is applied.
+    /// Writes acknowledged a moment ago may lie above it; reads that must see them
+    /// use [`Publisher::read_point`].
     pub(crate) fn visible(&self) -> SeqNo {
         SeqNo(self.visible.load(Ordering::Acquire))
+    }
+
+    /// The sequence number a read "as of now" uses: the newest reserved one, once it
+    /// is visible. Every write acknowledged before this call is at or below it.
+    pub(crate) fn read_point(&self, counter: &SeqCounter) -> SeqNo {
+        let newest = counter.peek_next().prev();
+        self.wait_visible(newest);
+        newest
     }
 
     /// Waits until `seq` is visible.
@@ -867,14 +958,18 @@ impl Db {
         let inner = self.inner();
         Snapshot {
             db: Arc::clone(&self.handle),
-            guard: inner.snapshots.pin_current(|| inner.publisher.visible()),
+            guard: inner
+                .snapshots
+                .pin_current(|| inner.publisher.read_point(&inner.seq)),
             unretained: Arc::default(),
         }
     }
 
-    /// The sequence number of the newest visible write.
+    /// The sequence number of the newest write: every write acknowledged before this
+    /// call is at or below it, and all of them are visible when it returns.
     pub fn latest_seqno(&self) -> SeqNo {
-        self.inner().publisher.visible()
+        let inner = self.inner();
+        inner.publisher.read_point(&inner.seq)
     }
 
     /// Flushes every keyspace's memtables to tables and waits until done.
@@ -2074,7 +2169,7 @@ impl DbInner {
         // flush or compaction in the view dropped is then hidden by a newer one at or
         // below it. Read before the view, a flush installed in between could have
         // dropped the very version it needs.
-        let snapshot = snapshot.unwrap_or_else(|| self.publisher.visible());
+        let snapshot = snapshot.unwrap_or_else(|| self.publisher.read_point(&self.seq));
         let found = lookup(&view, key, snapshot)?;
         let Some((seq, kind, value)) = found else {
             return Ok(None);
@@ -2475,7 +2570,7 @@ impl Keyspace {
             None => db
                 .inner
                 .snapshots
-                .pin_current(|| db.inner.publisher.visible()),
+                .pin_current(|| db.inner.publisher.read_point(&db.inner.seq)),
         };
         Iter::new(Box::new(move || {
             db.inner.cursor(
@@ -2512,7 +2607,7 @@ impl Keyspace {
         let guard = self
             .inner()
             .snapshots
-            .pin_current(|| self.inner().publisher.visible());
+            .pin_current(|| self.inner().publisher.read_point(&self.inner().seq));
         self.inner()
             .cursor(&self.ks, guard.seq(), Some(guard), None, None)
     }
@@ -2616,5 +2711,112 @@ impl Snapshot {
             None,
             None,
         )
+    }
+}
+
+#[cfg(test)]
+mod publisher_tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn counter_and_publisher() -> (SeqCounter, Publisher) {
+        (SeqCounter::new(SeqNo(1)), Publisher::new(SeqNo(0)))
+    }
+
+    #[test]
+    fn visible_moves_only_over_a_contiguous_run_of_published_ranges() {
+        let (c, p) = counter_and_publisher();
+        let a = p.reserve(&c, 1).unwrap();
+        let b = p.reserve(&c, 3).unwrap();
+        let d = p.reserve(&c, 1).unwrap();
+        assert_eq!((a, b, d), (SeqNo(1), SeqNo(2), SeqNo(5)));
+        // Later ranges publish first without waiting, and stay invisible.
+        p.publish(d, d);
+        p.publish(b, b.plus(2));
+        assert_eq!(p.visible(), SeqNo(0));
+        // The range closing the gap carries the visible number over the others.
+        p.publish(a, a);
+        assert_eq!(p.visible(), SeqNo(5));
+        assert_eq!(p.read_point(&c), SeqNo(5));
+    }
+
+    #[test]
+    fn a_range_whose_slot_is_taken_publishes_in_order() {
+        let (c, p) = counter_and_publisher();
+        let a = p.reserve(&c, 1).unwrap();
+        // Two ranges in flight whose first numbers share a slot.
+        let b = p.reserve(&c, 1).unwrap();
+        let big = p.reserve(&c, PUBLISH_SLOTS as u64 - 1).unwrap();
+        let e = p.reserve(&c, 1).unwrap();
+        assert_eq!(b.0 % PUBLISH_SLOTS as u64, e.0 % PUBLISH_SLOTS as u64);
+        p.publish(b, b);
+        p.publish(big, big.plus(PUBLISH_SLOTS as u64 - 2));
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                // Its slot holds `b`, not yet visible: it must wait for `a`.
+                p.publish(e, e);
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!done.load(Ordering::SeqCst), "published out of order");
+            assert_eq!(p.visible(), SeqNo(0));
+            p.publish(a, a);
+            waiter.join().unwrap();
+        });
+        assert_eq!(p.visible(), e);
+    }
+
+    #[test]
+    fn concurrent_writers_never_expose_a_gap() {
+        let c = SeqCounter::new(SeqNo(1));
+        let p = Publisher::new(SeqNo(0));
+        // applied[s] is set before s is published; a reader at the visible number
+        // must find every number at or below it applied.
+        const N: u64 = 40_000;
+        let applied: Vec<AtomicBool> = (0..=N + 64).map(|_| AtomicBool::new(false)).collect();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..3u64)
+                .map(|t| {
+                    let (c, p, applied) = (&c, &p, &applied);
+                    s.spawn(move || {
+                        let mut i = 0u64;
+                        while c.peek_next().0 <= N {
+                            let n = 1 + (i + t) % 5;
+                            let first = p.reserve(c, n).unwrap();
+                            for k in 0..n {
+                                applied[(first.0 + k) as usize].store(true, Ordering::SeqCst);
+                            }
+                            if i % 97 == t {
+                                std::thread::yield_now();
+                            }
+                            p.publish(first, first.plus(n - 1));
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            let reader = s.spawn(|| {
+                let mut checked = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let v = p.visible().0;
+                    for k in checked + 1..=v {
+                        assert!(
+                            applied[k as usize].load(Ordering::SeqCst),
+                            "{k} visible unapplied"
+                        );
+                    }
+                    checked = checked.max(v);
+                }
+            });
+            for w in writers {
+                w.join().unwrap();
+            }
+            // Every reservation was published: the visible number reaches the last.
+            assert_eq!(p.read_point(&c), c.peek_next().prev());
+            stop.store(true, Ordering::SeqCst);
+            reader.join().unwrap();
+        });
     }
 }

@@ -117,7 +117,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// One version allocated and copied before its sequence number is known, so that a
 /// writer does that work before it reserves its number, outside the window in which
-/// later writers wait for it (see `Publisher` in `db.rs`).
+/// readers (and the flush of its memtable) wait for it (see `Publisher` in `db.rs`).
 #[derive(Debug)]
 pub struct PreparedEntry {
     key: PreparedKey,
