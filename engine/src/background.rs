@@ -195,9 +195,17 @@ fn flush_all_sealed(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
 /// Runs compaction steps until the policy is satisfied; returns whether any ran. A
 /// request that arrived while this keyspace was compacting (and found it busy) is
 /// honoured before returning.
+///
+/// When another thread holds the keyspace's compaction flag, this leaves a request for
+/// it and returns at once: the holder runs the policy again before it returns, so the
+/// request is not lost, and this worker does not spin on the flag for as long as a
+/// long merge holds it.
 fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> {
     let mut any = false;
     loop {
+        if leave_request_if_busy(ks) {
+            return Ok(any);
+        }
         while !inner.is_closed() && compact_once(inner, ks)? {
             any = true;
         }
@@ -214,6 +222,16 @@ fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
             return Ok(any);
         }
     }
+}
+
+/// Whether another thread holds `ks`'s compaction flag; if so, asks it (under the same
+/// lock) to run the policy again before it lets go.
+fn leave_request_if_busy(ks: &KeyspaceInner) -> bool {
+    let mut work = ks.work.lock();
+    if work.compacting {
+        work.compaction_requested = true;
+    }
+    work.compacting
 }
 
 /// Clears a keyspace's work flag when dropped.
@@ -768,5 +786,53 @@ pub(crate) fn flush_for_wal_limit(inner: &DbInner) {
         if over(needed) {
             inner.maybe_switch_memtable(&ks, true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Db, Options};
+
+    /// Regression: a worker asked to compact a keyspace whose compaction flag another
+    /// thread held took back its own request and looped, burning a core for as long
+    /// as the other thread's merge ran.
+    #[test]
+    fn a_worker_does_not_spin_while_another_holds_the_compaction_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let inner = Arc::clone(db.inner());
+        let ks = inner.keyspace_by_name("default").unwrap();
+        // The workers may be looking at the keyspace after open: wait for the flag.
+        let flag = loop {
+            if let Some(flag) = take_flag(&ks, false) {
+                break flag;
+            }
+            std::thread::yield_now();
+        };
+        ks.work.lock().compaction_requested = false;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let worker = {
+            let (inner, ks) = (Arc::clone(&inner), Arc::clone(&ks));
+            std::thread::spawn(move || {
+                let result = compact_until_done(&inner, &ks);
+                let _ = tx.send(result.map_err(|e| e.to_string()));
+            })
+        };
+        // Not a performance bound: a spinning worker never returns at all.
+        let returned = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(
+            returned,
+            Ok(Ok(false)),
+            "the worker must leave a request and return"
+        );
+        assert!(
+            ks.work.lock().compaction_requested,
+            "the holder must find the request"
+        );
+        drop(flag);
+        // Let the worker go in any case, so a failure does not hang the test binary.
+        worker.join().unwrap();
+        db.close().unwrap();
     }
 }
