@@ -64,6 +64,12 @@ pub struct HcaConfig {
     pub base_level_bytes: u64,
     /// Level-0 runs that trigger a merge. Default 4; at least 1.
     pub l0_trigger: usize,
+    /// Most level-0 runs the model may let gather while the tree is shallow (its base
+    /// level is its last level, so no upper level can tier): level 0 itself then
+    /// holds up to `K_0` runs, between `l0_trigger` and this. Default 8 (the engine
+    /// passes `l0_slowdown_trigger − l0_compaction_trigger`, leaving room for the
+    /// flushes that land while level 0 merges down); at least `l0_trigger`.
+    pub max_l0_runs: usize,
     /// Largest `K_i` the model may choose. Default 10 (= the default size ratio: more
     /// runs than merges per fill buys nothing).
     pub max_runs_per_level: usize,
@@ -82,6 +88,7 @@ impl Default for HcaConfig {
             size_ratio: 10,
             base_level_bytes: 64 << 20,
             l0_trigger: 4,
+            max_l0_runs: 8,
             max_runs_per_level: 10,
             initial_runs_per_level: 3,
             cost: CostModel::default(),
@@ -107,6 +114,12 @@ impl HcaConfig {
         }
         if self.l0_trigger == 0 {
             return Err(Error::config("HcaConfig::l0_trigger", "must be at least 1"));
+        }
+        if self.max_l0_runs < self.l0_trigger {
+            return Err(Error::config(
+                "HcaConfig::max_l0_runs",
+                "must be at least l0_trigger",
+            ));
         }
         if self.max_runs_per_level == 0 {
             return Err(Error::config(
@@ -159,6 +172,11 @@ pub struct Hca {
     runs: Vec<usize>,
     /// A proposed shape and how many observations in a row proposed it.
     pending: Option<(Vec<usize>, u32)>,
+    /// `K_0`: level-0 runs that trigger a merge (`l0_trigger` unless the tree is
+    /// shallow and writes dominate).
+    l0_runs: usize,
+    /// A proposed `K_0` and how many observations in a row proposed it.
+    l0_pending: Option<(usize, u32)>,
     /// Bytes of a typical level-0 table, last seen.
     flush_bytes: Option<u64>,
     changes: u64,
@@ -172,6 +190,8 @@ impl Hca {
     pub fn new(config: HcaConfig) -> Result<Self> {
         config.validate()?;
         Ok(Hca {
+            l0_runs: config.l0_trigger,
+            l0_pending: None,
             config,
             runs: Vec::new(),
             pending: None,
@@ -192,6 +212,11 @@ impl Hca {
             .get(level)
             .copied()
             .unwrap_or(self.config.initial_runs_per_level)
+    }
+
+    /// `K_0`: the level-0 runs that trigger a merge now.
+    pub fn l0_runs(&self) -> usize {
+        self.l0_runs
     }
 
     /// How many times the shape has changed.
@@ -223,7 +248,31 @@ impl Hca {
         let n = tree.levels.len();
         let last = n.saturating_sub(1);
         let k = |i: usize| self.runs_at(i).max(1);
-        let limits = targets.limits(n, self.config.l0_trigger, 1, k);
+        // `K_0` counts runs; stalls count level-0 tables: when a flush makes several
+        // tables, fewer runs fit under `max_l0_runs` tables.
+        let l0 = tree.levels.first();
+        let tables_per_run = l0
+            .filter(|l| !l.runs.is_empty())
+            .map_or(1, |l| l.table_count().div_ceil(l.runs.len()).max(1));
+        let k0 = self
+            .l0_runs
+            .min(self.config.max_l0_runs / tables_per_run)
+            .max(self.config.l0_trigger);
+        let mut limits = targets.limits(n, k0, 1, k);
+        // Space stays bounded while level 0 tiers: once it holds more than the last
+        // level (and more than `l0_trigger` flushes, so a young tree does not merge
+        // sooner than without tiering), it merges down whatever its run count.
+        let last_bytes = tree.levels.get(last).map_or(0, |l| l.bytes());
+        if k0 > self.config.l0_trigger && last_bytes > 0 {
+            let flush = l0_table_bytes(tree)
+                .or(self.flush_bytes)
+                .unwrap_or(0)
+                .saturating_mul(tables_per_run as u64);
+            let floor = flush.saturating_mul(self.config.l0_trigger as u64);
+            if let Some(l0) = limits.first_mut() {
+                l0.max_bytes = last_bytes.max(floor).max(1);
+            }
+        }
         Plan {
             run_share: (0..n)
                 .map(|i| targets.capacity_of(i) / k(i) as u64)
@@ -232,6 +281,57 @@ impl Hca {
             targets,
             limits,
             join_when_full: true,
+        }
+    }
+}
+
+impl Hca {
+    /// Chooses `K_0`. In a shallow tree every level-0 merge rewrites the last level,
+    /// and no upper level can absorb writes, so level 0 is the level that tiers: its
+    /// capacity is `max_l0_runs` flushes and the model picks its runs as for an upper
+    /// level of that ratio (never fewer than `l0_trigger`); raised at once, lowered
+    /// with the same hysteresis as the upper levels. In a deeper tree the upper levels
+    /// tier and `K_0` is `l0_trigger` at once.
+    fn observe_l0(&mut self, mix: &WorkloadMix, shallow: bool) {
+        let trigger = self.config.l0_trigger;
+        if !shallow {
+            self.l0_runs = trigger;
+            self.l0_pending = None;
+            return;
+        }
+        let t = self.config.max_l0_runs as f64;
+        let model = &self.config.cost;
+        let proposal = model
+            .best_runs(t, self.config.max_l0_runs, mix)
+            .max(trigger);
+        let (current, proposed) = (
+            model.level_cost(t, self.l0_runs, mix),
+            model.level_cost(t, proposal, mix),
+        );
+        if proposal == self.l0_runs || current - proposed <= self.config.hysteresis.margin * current
+        {
+            self.l0_pending = None;
+            return;
+        }
+        // Raising `K_0` rewrites nothing (level 0 just waits longer), so it is taken
+        // at once: a fill must not merge level 0 while the policy is still confirming.
+        // Lowering it merges the surplus, so it waits for the confirmations.
+        if proposal > self.l0_runs {
+            self.l0_runs = proposal;
+            self.l0_pending = None;
+            self.changes += 1;
+            return;
+        }
+        let seen = match self.l0_pending {
+            Some((p, c)) if p == proposal => c + 1,
+            _ => 1,
+        };
+        if seen >= self.config.hysteresis.confirmations {
+            self.l0_runs = proposal;
+            self.l0_pending = None;
+            self.changes += 1;
+        } else {
+            self.l0_pending = Some((proposal, seen));
         }
     }
 }
@@ -262,6 +362,7 @@ impl CompactionPolicy for Hca {
         }
         let targets =
             LevelTargets::compute(tree, self.config.size_ratio, self.config.base_level_bytes);
+        self.observe_l0(mix, targets.base_level >= last);
         let ratios = self.ratios(tree, &targets);
         let model = &self.config.cost;
         let mut proposal = self.runs.clone();
@@ -321,8 +422,9 @@ impl CompactionPolicy for Hca {
             vec![format!("{}*", self.config.initial_runs_per_level)]
         };
         format!(
-            "hca T={} K(L1..)=[{}] last=1 changes={}",
+            "hca T={} K0={} K(L1..)=[{}] last=1 changes={}",
             self.config.size_ratio,
+            self.l0_runs,
             ks.join(","),
             self.changes
         )
@@ -334,7 +436,7 @@ mod tests {
     use super::*;
     use crate::decision::{validate, Move, Placement, Reason};
     use crate::tree::tests::{t, tree};
-    use crate::tree::{TableId, TableRef};
+    use crate::tree::{TableDesc, TableId, TableRef};
 
     fn config(confirmations: u32) -> HcaConfig {
         HcaConfig {
@@ -381,6 +483,7 @@ mod tests {
         assert!(bad(|c| c.cost.bloom_false_positive_rate = 2.0));
         assert!(bad(|c| c.hysteresis.margin = f64::NAN));
         assert!(bad(|c| c.hysteresis.confirmations = 0));
+        assert!(bad(|c| c.max_l0_runs = 3));
         assert!(!bad(|_| {}));
     }
 
@@ -397,6 +500,72 @@ mod tests {
         // A window too small to judge changes nothing.
         p.observe(&mix(99, 0), &tr);
         assert_eq!(p.runs_at(2), 1);
+    }
+
+    /// Three levels, the last holding 100 bytes: its base level is the last level.
+    /// Level 0 holds `runs` runs of `bytes` each.
+    fn shallow(runs: u64, bytes: u64) -> TreeDesc {
+        let l0 = (0..runs).map(|i| vec![t(10 + i, 0, 99, bytes)]).collect();
+        tree(vec![l0, vec![], vec![vec![t(1, 0, 99, 100)]]])
+    }
+
+    #[test]
+    fn a_shallow_tree_tiers_level_0_under_writes_within_the_space_bound() {
+        let mut p = Hca::new(config(1)).unwrap();
+        assert_eq!(p.l0_runs(), 4);
+        assert!(
+            !matches!(p.decide(&shallow(5, 10)), Decision::Nothing),
+            "leveled at first"
+        );
+        p.observe(&mix(1000, 0), &shallow(5, 10));
+        assert_eq!(
+            p.l0_runs(),
+            8,
+            "pure writes gather level 0: {}",
+            p.summary()
+        );
+        assert_eq!(p.decide(&shallow(5, 10)), Decision::Nothing);
+        assert_eq!(p.decide(&shallow(7, 9)), Decision::Nothing);
+        assert!(
+            !matches!(p.decide(&shallow(8, 5)), Decision::Nothing),
+            "K_0 runs merge"
+        );
+        // More bytes in level 0 than in the last level: merge whatever the count...
+        assert!(
+            !matches!(p.decide(&shallow(5, 30)), Decision::Nothing),
+            "space bound"
+        );
+        // ... but not sooner than `l0_trigger` flushes would without tiering.
+        assert_eq!(p.decide(&shallow(3, 40)), Decision::Nothing);
+        // Reads bring level 0 back to its trigger.
+        p.observe(&mix(0, 1000), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 4);
+        assert!(!matches!(p.decide(&shallow(5, 10)), Decision::Nothing));
+    }
+
+    #[test]
+    fn level_0_tiers_only_while_no_upper_level_can() {
+        let mut p = Hca::new(config(1)).unwrap();
+        p.observe(&mix(1000, 0), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 8);
+        p.observe(&mix(1000, 0), &deep());
+        assert_eq!(p.l0_runs(), 4, "a deep tree tiers its upper levels instead");
+    }
+
+    #[test]
+    fn level_0_tiering_counts_tables_for_stalls() {
+        let mut p = Hca::new(config(1)).unwrap();
+        p.observe(&mix(1000, 0), &shallow(5, 10));
+        // Three tables per run: 8 tables allow 2 runs, never fewer than the trigger.
+        let l0: Vec<Vec<TableDesc>> = (0..4)
+            .map(|i| {
+                (0..3u16)
+                    .map(|j| t(100 + i * 3 + u64::from(j), j * 30, j * 30 + 29, 3))
+                    .collect()
+            })
+            .collect();
+        let three_per_run = tree(vec![l0, vec![], vec![vec![t(1, 0, 99, 100)]]]);
+        assert!(!matches!(p.decide(&three_per_run), Decision::Nothing));
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub(crate) fn make_policy(o: &KeyspaceOptions) -> Result<Box<dyn CompactionPolic
                     size_ratio: ratio,
                     base_level_bytes: o.base_level_bytes,
                     l0_trigger: o.l0_compaction_trigger,
+                    // Room for the flushes that land while level 0 merges down.
+                    max_l0_runs: o
+                        .l0_slowdown_trigger
+                        .saturating_sub(o.l0_compaction_trigger)
+                        .max(o.l0_compaction_trigger),
                     max_runs_per_level: max_runs,
                     initial_runs_per_level: defaults.initial_runs_per_level.min(max_runs),
                     ..defaults
@@ -112,7 +117,8 @@ impl PolicyState {
     }
 
     /// Closes the current period if it is long enough and shows the window to the
-    /// policy.
+    /// policy (or the newest period alone once only reads arrive: see
+    /// [`MixWindow::current`]).
     fn observe(&mut self, counters: &KeyspaceCounters, tree: &TreeDesc) {
         if self.period_start.elapsed() < OBSERVE_PERIOD {
             return;
@@ -127,7 +133,7 @@ impl PolicyState {
         self.window.push(period);
         self.seen = now;
         self.period_start = Instant::now();
-        self.policy.observe(&self.window.mix(), tree);
+        self.policy.observe(&self.window.current(), tree);
     }
 }
 

@@ -525,7 +525,9 @@ fn wal_retention_by_age_keeps_segments_for_consumers_until_they_age_out() {
     let dir = tempfile::tempdir().expect("dir");
     let options = Options {
         wal_retention_bytes: 0,
-        wal_retention_age: Some(std::time::Duration::from_millis(400)),
+        // Long enough for the writes and flushes below on a loaded 2-core machine
+        // (400 ms was not: the young check then found segments aged out already).
+        wal_retention_age: Some(std::time::Duration::from_millis(2500)),
         history_mark_interval: std::time::Duration::from_millis(5),
         ..small_options()
     };
@@ -540,7 +542,7 @@ fn wal_retention_by_age_keeps_segments_for_consumers_until_they_age_out() {
     let all = db.changes_since(SeqNo(0)).expect("retained").count();
     assert!(all >= 3000, "{all} batches");
     // Aged out: the housekeeping thread lets the sealed segments go.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    std::thread::sleep(std::time::Duration::from_millis(3500));
     ks.put("after", "x").expect("put");
     ks.flush().expect("flush");
     std::thread::sleep(std::time::Duration::from_millis(100));
