@@ -129,6 +129,7 @@ mod tests {
             write_bytes: writes * 128,
             point_reads: reads,
             scans,
+            ..WorkloadMix::default()
         }
     }
 
@@ -176,7 +177,7 @@ mod tests {
             writes: 50,
             write_bytes: 50 * 4096,
             point_reads: 50,
-            scans: 0,
+            ..WorkloadMix::default()
         };
         assert!(m.best_runs(10.0, 10, &big) > mid);
     }

@@ -70,6 +70,10 @@ pub struct HcaConfig {
     /// passes `l0_slowdown_trigger − l0_compaction_trigger`, leaving room for the
     /// flushes that land while level 0 merges down); at least `l0_trigger`.
     pub max_l0_runs: usize,
+    /// Level 0 tiers only in an *append-only* keyspace: one whose merges dropped less
+    /// than this fraction of the bytes they read (no overwritten or deleted versions
+    /// to reclaim, so merging buys no space, only read cost). Default 0.02.
+    pub append_only_reclaim: f64,
     /// Largest `K_i` the model may choose. Default 10 (= the default size ratio: more
     /// runs than merges per fill buys nothing).
     pub max_runs_per_level: usize,
@@ -89,6 +93,7 @@ impl Default for HcaConfig {
             base_level_bytes: 64 << 20,
             l0_trigger: 4,
             max_l0_runs: 8,
+            append_only_reclaim: 0.02,
             max_runs_per_level: 10,
             initial_runs_per_level: 3,
             cost: CostModel::default(),
@@ -119,6 +124,13 @@ impl HcaConfig {
             return Err(Error::config(
                 "HcaConfig::max_l0_runs",
                 "must be at least l0_trigger",
+            ));
+        }
+        let r = self.append_only_reclaim;
+        if !(r.is_finite() && (0.0..=1.0).contains(&r)) {
+            return Err(Error::config(
+                "HcaConfig::append_only_reclaim",
+                "must be between 0 and 1",
             ));
         }
         if self.max_runs_per_level == 0 {
@@ -177,6 +189,9 @@ pub struct Hca {
     l0_runs: usize,
     /// A proposed `K_0` and how many observations in a row proposed it.
     l0_pending: Option<(usize, u32)>,
+    /// The fraction of what merges read that they dropped, as last observed (kept
+    /// while no merge runs: an append-only keyspace stays one between merges).
+    merge_reclaim: Option<f64>,
     /// Bytes of a typical level-0 table, last seen.
     flush_bytes: Option<u64>,
     changes: u64,
@@ -192,6 +207,7 @@ impl Hca {
         Ok(Hca {
             l0_runs: config.l0_trigger,
             l0_pending: None,
+            merge_reclaim: None,
             config,
             runs: Vec::new(),
             pending: None,
@@ -217,6 +233,13 @@ impl Hca {
     /// `K_0`: the level-0 runs that trigger a merge now.
     pub fn l0_runs(&self) -> usize {
         self.l0_runs
+    }
+
+    /// Whether the keyspace's merges have been seen to drop almost nothing (less than
+    /// `append_only_reclaim` of what they read). Unknown until a merge has run.
+    pub fn append_only(&self) -> bool {
+        self.merge_reclaim
+            .is_some_and(|r| r < self.config.append_only_reclaim)
     }
 
     /// How many times the shape has changed.
@@ -258,21 +281,10 @@ impl Hca {
             .l0_runs
             .min(self.config.max_l0_runs / tables_per_run)
             .max(self.config.l0_trigger);
-        let mut limits = targets.limits(n, k0, 1, k);
-        // Space stays bounded while level 0 tiers: once it holds more than the last
-        // level (and more than `l0_trigger` flushes, so a young tree does not merge
-        // sooner than without tiering), it merges down whatever its run count.
-        let last_bytes = tree.levels.get(last).map_or(0, |l| l.bytes());
-        if k0 > self.config.l0_trigger && last_bytes > 0 {
-            let flush = l0_table_bytes(tree)
-                .or(self.flush_bytes)
-                .unwrap_or(0)
-                .saturating_mul(tables_per_run as u64);
-            let floor = flush.saturating_mul(self.config.l0_trigger as u64);
-            if let Some(l0) = limits.first_mut() {
-                l0.max_bytes = last_bytes.max(floor).max(1);
-            }
-        }
+        // No byte bound beyond the run count: level 0 tiers only in an append-only
+        // keyspace, whose level-0 runs hold no versions a merge would drop, so holding
+        // them costs reads, not space.
+        let limits = targets.limits(n, k0, 1, k);
         Plan {
             run_share: (0..n)
                 .map(|i| targets.capacity_of(i) / k(i) as u64)
@@ -287,14 +299,16 @@ impl Hca {
 
 impl Hca {
     /// Chooses `K_0`. In a shallow tree every level-0 merge rewrites the last level,
-    /// and no upper level can absorb writes, so level 0 is the level that tiers: its
-    /// capacity is `max_l0_runs` flushes and the model picks its runs as for an upper
-    /// level of that ratio (never fewer than `l0_trigger`); raised at once, lowered
-    /// with the same hysteresis as the upper levels. In a deeper tree the upper levels
-    /// tier and `K_0` is `l0_trigger` at once.
-    fn observe_l0(&mut self, mix: &WorkloadMix, shallow: bool) {
+    /// and no upper level can absorb writes, so level 0 is the level that tiers when
+    /// `may_tier` (the tree is shallow and the keyspace append-only): its capacity is
+    /// `max_l0_runs` flushes and the model picks its runs as for an upper level of
+    /// that ratio (never fewer than `l0_trigger`); raised at once, lowered with the
+    /// same hysteresis as the upper levels. Otherwise (a deeper tree tiers its upper
+    /// levels; a keyspace with overwrites gains space by merging) `K_0` is
+    /// `l0_trigger` at once.
+    fn observe_l0(&mut self, mix: &WorkloadMix, may_tier: bool) {
         let trigger = self.config.l0_trigger;
-        if !shallow {
+        if !may_tier {
             self.l0_runs = trigger;
             self.l0_pending = None;
             return;
@@ -322,17 +336,27 @@ impl Hca {
             self.changes += 1;
             return;
         }
-        let seen = match self.l0_pending {
-            Some((p, c)) if p == proposal => c + 1,
-            _ => 1,
-        };
-        if seen >= self.config.hysteresis.confirmations {
-            self.l0_runs = proposal;
-            self.l0_pending = None;
+        let needed = self.config.hysteresis.confirmations;
+        if let Some(k0) = confirm(&mut self.l0_pending, proposal, needed) {
+            self.l0_runs = k0;
             self.changes += 1;
-        } else {
-            self.l0_pending = Some((proposal, seen));
         }
+    }
+}
+
+/// Hysteresis: counts `proposal` in `pending` (how many observations in a row proposed
+/// it) and returns it once `needed` in a row have; a different proposal starts the
+/// count again.
+fn confirm<T: PartialEq>(pending: &mut Option<(T, u32)>, proposal: T, needed: u32) -> Option<T> {
+    let seen = match pending.take() {
+        Some((p, c)) if p == proposal => c + 1,
+        _ => 1,
+    };
+    if seen >= needed {
+        Some(proposal)
+    } else {
+        *pending = Some((proposal, seen));
+        None
     }
 }
 
@@ -352,6 +376,9 @@ impl CompactionPolicy for Hca {
         if let Some(f) = l0_table_bytes(tree) {
             self.flush_bytes = Some(f);
         }
+        if let Some(r) = mix.merge_reclaim() {
+            self.merge_reclaim = Some(r);
+        }
         let n = tree.levels.len();
         if n < 3 || mix.total_ops() < self.config.hysteresis.min_window_ops {
             return;
@@ -362,7 +389,8 @@ impl CompactionPolicy for Hca {
         }
         let targets =
             LevelTargets::compute(tree, self.config.size_ratio, self.config.base_level_bytes);
-        self.observe_l0(mix, targets.base_level >= last);
+        let shallow = targets.base_level >= last;
+        self.observe_l0(mix, shallow && self.append_only());
         let ratios = self.ratios(tree, &targets);
         let model = &self.config.cost;
         let mut proposal = self.runs.clone();
@@ -387,16 +415,10 @@ impl CompactionPolicy for Hca {
             self.pending = None;
             return;
         }
-        let seen = match &self.pending {
-            Some((p, c)) if *p == proposal => c + 1,
-            _ => 1,
-        };
-        if seen >= self.config.hysteresis.confirmations {
-            self.runs = proposal;
-            self.pending = None;
+        let needed = self.config.hysteresis.confirmations;
+        if let Some(runs) = confirm(&mut self.pending, proposal, needed) {
+            self.runs = runs;
             self.changes += 1;
-        } else {
-            self.pending = Some((proposal, seen));
         }
     }
 
@@ -466,7 +488,7 @@ mod tests {
             writes,
             write_bytes: writes * 128,
             point_reads: reads,
-            scans: 0,
+            ..WorkloadMix::default()
         }
     }
 
@@ -484,6 +506,8 @@ mod tests {
         assert!(bad(|c| c.hysteresis.margin = f64::NAN));
         assert!(bad(|c| c.hysteresis.confirmations = 0));
         assert!(bad(|c| c.max_l0_runs = 3));
+        assert!(bad(|c| c.append_only_reclaim = -0.1));
+        assert!(bad(|c| c.append_only_reclaim = f64::NAN));
         assert!(!bad(|_| {}));
     }
 
@@ -509,34 +533,48 @@ mod tests {
         tree(vec![l0, vec![], vec![vec![t(1, 0, 99, 100)]]])
     }
 
+    /// `mix(writes, reads)` with merges that read 100 MiB and dropped `percent` of it.
+    fn merged(writes: u64, reads: u64, percent: u64) -> WorkloadMix {
+        WorkloadMix {
+            merge_input_bytes: 100 << 20,
+            merge_output_bytes: (100 << 20) / 100 * (100 - percent),
+            ..mix(writes, reads)
+        }
+    }
+
     #[test]
-    fn a_shallow_tree_tiers_level_0_under_writes_within_the_space_bound() {
+    fn an_append_only_shallow_tree_tiers_level_0_under_writes() {
         let mut p = Hca::new(config(1)).unwrap();
         assert_eq!(p.l0_runs(), 4);
         assert!(
             !matches!(p.decide(&shallow(5, 10)), Decision::Nothing),
             "leveled at first"
         );
+        // No merge seen yet: nothing says the keyspace is append-only.
         p.observe(&mix(1000, 0), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 4, "{}", p.summary());
+        // Its merges drop nothing: level 0 gathers runs.
+        p.observe(&merged(1000, 0, 0), &shallow(5, 10));
+        assert!(p.append_only());
         assert_eq!(
             p.l0_runs(),
             8,
-            "pure writes gather level 0: {}",
+            "pure appends gather level 0: {}",
             p.summary()
         );
         assert_eq!(p.decide(&shallow(5, 10)), Decision::Nothing);
-        assert_eq!(p.decide(&shallow(7, 9)), Decision::Nothing);
+        assert_eq!(
+            p.decide(&shallow(7, 90)),
+            Decision::Nothing,
+            "no byte bound: appended runs hold nothing to reclaim"
+        );
         assert!(
             !matches!(p.decide(&shallow(8, 5)), Decision::Nothing),
             "K_0 runs merge"
         );
-        // More bytes in level 0 than in the last level: merge whatever the count...
-        assert!(
-            !matches!(p.decide(&shallow(5, 30)), Decision::Nothing),
-            "space bound"
-        );
-        // ... but not sooner than `l0_trigger` flushes would without tiering.
-        assert_eq!(p.decide(&shallow(3, 40)), Decision::Nothing);
+        // A window without merges keeps what the last merges showed.
+        p.observe(&mix(1000, 0), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 8);
         // Reads bring level 0 back to its trigger.
         p.observe(&mix(0, 1000), &shallow(5, 10));
         assert_eq!(p.l0_runs(), 4);
@@ -544,18 +582,31 @@ mod tests {
     }
 
     #[test]
+    fn a_keyspace_whose_merges_reclaim_space_keeps_level_0_at_its_trigger() {
+        let mut p = Hca::new(config(1)).unwrap();
+        p.observe(&merged(1000, 0, 0), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 8);
+        // Overwrites arrive: merges drop 20% of what they read.
+        p.observe(&merged(1000, 0, 20), &shallow(5, 10));
+        assert!(!p.append_only());
+        assert_eq!(p.l0_runs(), 4, "{}", p.summary());
+        assert!(!matches!(p.decide(&shallow(5, 10)), Decision::Nothing));
+    }
+
+    #[test]
     fn level_0_tiers_only_while_no_upper_level_can() {
         let mut p = Hca::new(config(1)).unwrap();
-        p.observe(&mix(1000, 0), &shallow(5, 10));
+        p.observe(&merged(1000, 0, 0), &shallow(5, 10));
         assert_eq!(p.l0_runs(), 8);
-        p.observe(&mix(1000, 0), &deep());
+        p.observe(&merged(1000, 0, 0), &deep());
         assert_eq!(p.l0_runs(), 4, "a deep tree tiers its upper levels instead");
     }
 
     #[test]
     fn level_0_tiering_counts_tables_for_stalls() {
         let mut p = Hca::new(config(1)).unwrap();
-        p.observe(&mix(1000, 0), &shallow(5, 10));
+        p.observe(&merged(1000, 0, 0), &shallow(5, 10));
+        assert_eq!(p.l0_runs(), 8);
         // Three tables per run: 8 tables allow 2 runs, never fewer than the trigger.
         let l0: Vec<Vec<TableDesc>> = (0..4)
             .map(|i| {

@@ -22,6 +22,12 @@ pub struct WorkloadMix {
     pub point_reads: u64,
     /// Range scans (each counts once, whatever its length).
     pub scans: u64,
+    /// Bytes the merges of the window read.
+    pub merge_input_bytes: u64,
+    /// Bytes those merges wrote. What they dropped (`input - output`: overwritten
+    /// versions, deleted entries) is what merging reclaims; a keyspace whose merges drop
+    /// next to nothing (append-only event logs) gains no space from merging.
+    pub merge_output_bytes: u64,
 }
 
 impl WorkloadMix {
@@ -38,6 +44,38 @@ impl WorkloadMix {
         self.write_bytes = self.write_bytes.saturating_add(other.write_bytes);
         self.point_reads = self.point_reads.saturating_add(other.point_reads);
         self.scans = self.scans.saturating_add(other.scans);
+        self.merge_input_bytes = self
+            .merge_input_bytes
+            .saturating_add(other.merge_input_bytes);
+        self.merge_output_bytes = self
+            .merge_output_bytes
+            .saturating_add(other.merge_output_bytes);
+    }
+
+    /// The counts between `earlier` and `self`, two readings of running totals.
+    pub fn since(&self, earlier: &WorkloadMix) -> WorkloadMix {
+        WorkloadMix {
+            writes: self.writes.saturating_sub(earlier.writes),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+            point_reads: self.point_reads.saturating_sub(earlier.point_reads),
+            scans: self.scans.saturating_sub(earlier.scans),
+            merge_input_bytes: self
+                .merge_input_bytes
+                .saturating_sub(earlier.merge_input_bytes),
+            merge_output_bytes: self
+                .merge_output_bytes
+                .saturating_sub(earlier.merge_output_bytes),
+        }
+    }
+
+    /// The fraction of what merges read that they dropped, if any merge ran.
+    pub fn merge_reclaim(&self) -> Option<f64> {
+        (self.merge_input_bytes > 0).then(|| {
+            let dropped = self
+                .merge_input_bytes
+                .saturating_sub(self.merge_output_bytes);
+            dropped as f64 / self.merge_input_bytes as f64
+        })
     }
 
     /// Fractions of writes, point reads and scans among all operations (all zero for an
@@ -108,7 +146,7 @@ mod tests {
             writes,
             write_bytes: writes * 10,
             point_reads: 1,
-            scans: 0,
+            ..WorkloadMix::default()
         };
         w.push(p(1));
         w.push(p(2));
@@ -120,5 +158,25 @@ mod tests {
         assert_eq!(m.bytes_per_write(), Some(10.0));
         assert_eq!(WorkloadMix::default().fractions(), (0.0, 0.0, 0.0));
         assert_eq!(MixWindow::new(0).capacity, 1);
+    }
+
+    #[test]
+    fn periods_and_merge_reclaim_come_from_running_totals() {
+        let earlier = WorkloadMix {
+            writes: 10,
+            merge_input_bytes: 1000,
+            merge_output_bytes: 900,
+            ..WorkloadMix::default()
+        };
+        let now = WorkloadMix {
+            writes: 30,
+            merge_input_bytes: 3000,
+            merge_output_bytes: 2800,
+            ..WorkloadMix::default()
+        };
+        let period = now.since(&earlier);
+        assert_eq!(period.writes, 20);
+        assert_eq!(period.merge_reclaim(), Some(0.05));
+        assert_eq!(WorkloadMix::default().merge_reclaim(), None, "no merge ran");
     }
 }

@@ -117,12 +117,20 @@ fn policies(
 }
 
 fn mix_strategy() -> impl Strategy<Value = WorkloadMix> {
-    (1u64..1000, 0u64..1000, 0u64..100, 16u64..8192).prop_map(|(w, r, s, b)| WorkloadMix {
-        writes: w,
-        write_bytes: w * b,
-        point_reads: r,
-        scans: s,
-    })
+    // Merges that dropped from nothing to all of what they read: append-only
+    // keyspaces (level 0 tiers in shallow trees) and keyspaces with overwrites.
+    (
+        (1u64..1000, 0u64..1000, 0u64..100, 16u64..8192),
+        (0u64..1 << 26, 0u64..=100),
+    )
+        .prop_map(|((w, r, s, b), (merged, kept_percent))| WorkloadMix {
+            writes: w,
+            write_bytes: w * b,
+            point_reads: r,
+            scans: s,
+            merge_input_bytes: merged,
+            merge_output_bytes: merged / 100 * kept_percent,
+        })
 }
 
 /// What a merge of `inputs` writes, modelled without contents: one table over the

@@ -143,3 +143,24 @@ fn deep_tree_keeps_the_ordering() {
         }
     }
 }
+
+#[test]
+fn append_only_streams_tier_level_0_in_a_shallow_tree() {
+    // About eleven flushes, as `db_bench --benchmarks=agentlog --num=2000000` makes:
+    // the base level is the last level, so only level 0 can tier.
+    let cfg = config();
+    let w = Workload::agent_log(1000, 11 * cfg.flush_entries);
+    let (leveled, hca) = (run("leveled", &w), run("hca", &w));
+    assert!(
+        hca.write_amp < 0.75 * leveled.write_amp,
+        "append-only: hca {:.2}, leveled {:.2}",
+        hca.write_amp,
+        leveled.write_amp
+    );
+    assert!(hca.summary.contains("K0=8"), "{}", hca.summary);
+    // With overwrites, merges reclaim space and level 0 stays at its trigger.
+    let (keys, _) = sizes();
+    let uniform = Workload::write_heavy_uniform(keys / 100, 11 * cfg.flush_entries);
+    let hca = run("hca", &uniform);
+    assert!(hca.summary.contains("K0=4"), "{}", hca.summary);
+}

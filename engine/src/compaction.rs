@@ -117,23 +117,17 @@ impl PolicyState {
     }
 
     /// Closes the current period if it is long enough and shows the window to the
-    /// policy (or the newest period alone once only reads arrive: see
-    /// [`MixWindow::current`]).
+    /// policy.
     fn observe(&mut self, counters: &KeyspaceCounters, tree: &TreeDesc) {
         if self.period_start.elapsed() < OBSERVE_PERIOD {
             return;
         }
         let now = counters.mix();
-        let period = WorkloadMix {
-            writes: now.writes.saturating_sub(self.seen.writes),
-            write_bytes: now.write_bytes.saturating_sub(self.seen.write_bytes),
-            point_reads: now.point_reads.saturating_sub(self.seen.point_reads),
-            scans: now.scans.saturating_sub(self.seen.scans),
-        };
+        let period = now.since(&self.seen);
         self.window.push(period);
         self.seen = now;
         self.period_start = Instant::now();
-        self.policy.observe(&self.window.current(), tree);
+        self.policy.observe(&self.window.mix(), tree);
     }
 }
 

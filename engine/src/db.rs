@@ -358,6 +358,8 @@ impl KeyspaceCounters {
             write_bytes: self.user_bytes.load(Ordering::Relaxed),
             point_reads: self.point_reads.load(Ordering::Relaxed),
             scans: self.scans.load(Ordering::Relaxed),
+            merge_input_bytes: self.compaction_read_bytes.load(Ordering::Relaxed),
+            merge_output_bytes: self.compaction_write_bytes.load(Ordering::Relaxed),
         }
     }
 }

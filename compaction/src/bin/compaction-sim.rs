@@ -3,7 +3,7 @@
 //! amplification (see `strata_compaction::sim` for what is modelled).
 //!
 //! ```text
-//! compaction-sim [--workload all|write-heavy|read-heavy|zipfian|time-ordered|agent-streams]
+//! compaction-sim [--workload all|write-heavy|read-heavy|zipfian|time-ordered|agent-streams|agent-log]
 //!                [--policy all|leveled|tiered|hca] [--keys N] [--writes N]
 //!                [--flush-entries N] [--table-entries N] [--seed N] [--verbose]
 //! ```
@@ -24,7 +24,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: compaction-sim [--workload all|write-heavy|read-heavy|zipfian|time-ordered|agent-streams] \
+    "usage: compaction-sim [--workload all|write-heavy|read-heavy|zipfian|time-ordered|agent-streams|agent-log] \
 [--policy all|leveled|tiered|hca] [--keys N (default 250000)] [--writes N (default 1000000)] \
 [--flush-entries N (default 512)] [--table-entries N (default 1024)] [--seed N] [--verbose]";
 
@@ -36,6 +36,7 @@ fn parse() -> Result<Args, String> {
             "zipfian".into(),
             "time-ordered".into(),
             "agent-streams".into(),
+            "agent-log".into(),
         ],
         policies: vec!["leveled".into(), "tiered".into(), "hca".into()],
         keys: 250_000,
@@ -91,6 +92,7 @@ fn workload(name: &str, keys: u64, writes: u64) -> Result<Workload, String> {
         "zipfian" => Workload::zipfian(keys, writes),
         "time-ordered" => Workload::time_ordered(writes),
         "agent-streams" => Workload::agent_streams(1000, writes),
+        "agent-log" => Workload::agent_log(1000, writes),
         other => return Err(format!("unknown workload {other}\n{USAGE}")),
     })
 }

@@ -309,6 +309,8 @@ struct Tally {
     user_bytes: u64,
     flush_bytes: u64,
     compaction_bytes: u64,
+    /// Bytes merges read (`compaction_bytes` is what they wrote).
+    merge_input_bytes: u64,
     merges: u64,
     moves: u64,
     dropped: u64,
@@ -423,6 +425,8 @@ impl Simulator {
         let mut memtable: Vec<Entry> = Vec::with_capacity(self.cfg.flush_entries as usize);
         let mut window = MixWindow::new(self.cfg.window_periods);
         let mut period = WorkloadMix::default();
+        // Merge totals when the current period began.
+        let mut merged_seen = (0u64, 0u64);
         let mut flushes: u64 = 0;
         let mix = workload.mix;
         for i in 0..workload.writes {
@@ -462,7 +466,10 @@ impl Simulator {
                     write_bytes: ops * self.cfg.entry_bytes,
                     point_reads: per_write(mix.point_reads),
                     scans: per_write(mix.scans),
+                    merge_input_bytes: tally.merge_input_bytes - merged_seen.0,
+                    merge_output_bytes: tally.compaction_bytes - merged_seen.1,
                 });
+                merged_seen = (tally.merge_input_bytes, tally.compaction_bytes);
                 if flushes.is_multiple_of(u64::from(self.cfg.observe_every)) {
                     window.push(std::mem::take(&mut period));
                     self.policy.observe(&window.mix(), &self.tree);
@@ -563,6 +570,12 @@ impl Simulator {
                     tally.dropped += tables.len() as u64;
                 }
                 Decision::Merge(m) => {
+                    let read: u64 = m
+                        .inputs
+                        .iter()
+                        .filter_map(|r| self.contents.get(&r.id))
+                        .map(|entries| entries.len() as u64 * self.cfg.entry_bytes)
+                        .sum();
                     let outputs = self.execute(m)?;
                     let written: u64 = outputs.iter().map(|t| t.size).sum();
                     let out_ids: Vec<TableId> = outputs.iter().map(|t| t.id).collect();
@@ -576,6 +589,7 @@ impl Simulator {
                         self.contents.remove(&r.id);
                     }
                     tally.compaction_bytes += written;
+                    tally.merge_input_bytes += read;
                     tally.merges += 1;
                     if let Some(w) = tally.level_written.get_mut(m.output_level) {
                         *w += written;

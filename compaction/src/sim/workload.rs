@@ -136,6 +136,17 @@ impl Workload {
         }
     }
 
+    /// Interleaved appends of `streams` streams and nothing else, as `db_bench
+    /// agentlog` writes them: the event log of a keyspace that is written now and read
+    /// later.
+    pub fn agent_log(streams: u32, writes: u64) -> Self {
+        let mut w = Self::agent_streams(streams, writes);
+        w.name = format!("{streams} agent logs");
+        w.mix.point_reads = 0;
+        w.mix.scans = 0;
+        w
+    }
+
     /// Checks the workload.
     ///
     /// # Errors
