@@ -272,6 +272,16 @@ pub trait BenchEngine: Send + Sync {
     /// The engine's compaction error.
     fn compact(&self) -> Result<(), EngineError>;
 
+    /// Waits until the engine's background flushes and compactions have nothing left
+    /// to do, without asking for any (RocksDB's `WaitForCompact`). An engine with no
+    /// way to wait returns at once; the default does.
+    ///
+    /// # Errors
+    /// The engine's error from background work.
+    fn wait_for_compaction(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The one parseable statistics line, `Stats: write_amp=… space_amp=… stall_micros=…
     /// l0_files=… cache_hit_rate=… vlog_garbage_ratio=…`, if the engine has one.
     fn stats_line(&self) -> Option<String>;

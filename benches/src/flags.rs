@@ -44,6 +44,9 @@ pub enum Benchmark {
     ReadWhileWriting,
     /// A full manual compaction.
     Compact,
+    /// Waits for background flushes and compactions to finish, asking for none: the
+    /// statistics after it are those of a settled tree.
+    WaitForCompaction,
     /// Append-only, time-ordered event streams of `--agents` agents.
     AgentLog,
     /// Per-agent state records, 50% overwrites and 50% reads, zipfian over agents.
@@ -57,7 +60,7 @@ pub enum Benchmark {
 
 impl Benchmark {
     /// Every benchmark, in the order the usage text lists them.
-    pub const ALL: [Benchmark; 17] = [
+    pub const ALL: [Benchmark; 18] = [
         Benchmark::FillSeq,
         Benchmark::FillRandom,
         Benchmark::Overwrite,
@@ -71,6 +74,7 @@ impl Benchmark {
         Benchmark::DeleteRandom,
         Benchmark::ReadWhileWriting,
         Benchmark::Compact,
+        Benchmark::WaitForCompaction,
         Benchmark::AgentLog,
         Benchmark::AgentState,
         Benchmark::Embeddings,
@@ -93,6 +97,7 @@ impl Benchmark {
             Benchmark::DeleteRandom => "deleterandom",
             Benchmark::ReadWhileWriting => "readwhilewriting",
             Benchmark::Compact => "compact",
+            Benchmark::WaitForCompaction => "waitforcompaction",
             Benchmark::AgentLog => "agentlog",
             Benchmark::AgentState => "agentstate",
             Benchmark::Embeddings => "embeddings",
@@ -322,8 +327,8 @@ Usage: db_bench [--flag=value ...]
   --help                   print this text
 
 Benchmarks: fillseq fillrandom overwrite fillsync fillbatch readrandom readmissing
-  readseq readreverse seekrandom deleterandom readwhilewriting compact agentlog
-  agentstate embeddings recover
+  readseq readreverse seekrandom deleterandom readwhilewriting compact
+  waitforcompaction agentlog agentstate embeddings recover
 ";
 
 fn usage(msg: impl Into<String>) -> Error {

@@ -25,6 +25,9 @@
 //!   more thread overwrites random keys until the readers are done. The line reports
 //!   the readers; the writer's count is in the message.
 //! - `compact`: memtable flush plus full manual compaction, one operation.
+//! - `waitforcompaction`: waits until background flushes and compactions are done,
+//!   asking for none (RocksDB's benchmark of that name), one operation; the statistics
+//!   after it are those of the settled tree.
 //! - `agentlog`: `--num` events appended to `--agents` streams; thread `t` owns agents
 //!   `t, t + N, t + 2N, …` and spreads its share of events uniformly over them. Keys are
 //!   `agent-<id>/<16-digit timestamp>`: per agent, a counter starting at the benchmark's
@@ -212,6 +215,7 @@ fn run_one(
         Benchmark::DeleteRandom => delete_random(ctx, bench, index)?,
         Benchmark::ReadWhileWriting => read_while_writing(ctx, bench, index)?,
         Benchmark::Compact => compact(ctx)?,
+        Benchmark::WaitForCompaction => wait_for_compaction(ctx)?,
         Benchmark::AgentLog => agent_log(ctx, index)?,
         Benchmark::AgentState => agent_state(ctx, index)?,
         Benchmark::Embeddings => return embeddings(ctx, index, report),
@@ -485,6 +489,18 @@ fn compact(ctx: &Context<'_>) -> Result<Measurement, Error> {
     st.start();
     ctx.engine.flush().map_err(engine_err(name, "flush"))?;
     ctx.engine.compact().map_err(engine_err(name, "compact"))?;
+    st.finished_op(0);
+    st.finish();
+    Ok(Measurement::from_threads(name, &[st]))
+}
+
+fn wait_for_compaction(ctx: &Context<'_>) -> Result<Measurement, Error> {
+    let name = Benchmark::WaitForCompaction.name();
+    let mut st = ThreadStats::new(ctx.flags.histogram);
+    st.start();
+    ctx.engine
+        .wait_for_compaction()
+        .map_err(engine_err(name, "wait"))?;
     st.finished_op(0);
     st.finish();
     Ok(Measurement::from_threads(name, &[st]))

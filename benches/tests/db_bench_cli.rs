@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ALL_BUT_RECOVER: &str = "fillseq,fillrandom,overwrite,fillsync,fillbatch,readrandom,\
-readmissing,readseq,readreverse,seekrandom,readwhilewriting,compact,agentlog,agentstate,\
-embeddings,deleterandom";
+readmissing,readseq,readreverse,seekrandom,readwhilewriting,compact,waitforcompaction,agentlog,\
+agentstate,embeddings,deleterandom";
 
 fn db_bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_db_bench"))
@@ -218,6 +218,7 @@ fn every_benchmark_but_recover_prints_one_well_formed_line() {
         ("seekrandom", 2000),
         ("readwhilewriting", 2000),
         ("compact", 1),
+        ("waitforcompaction", 1),
         ("agentlog", 2000),
         ("agentstate", 2000),
         ("embeddings.fill", 2000),
@@ -255,7 +256,10 @@ fn every_benchmark_but_recover_prints_one_well_formed_line() {
         ] {
             assert!(stats.contains_key(key), "{name}: Stats lacks {key}");
         }
-        let moves_bytes = !matches!(name, "compact" | "deleterandom" | "readmissing");
+        let moves_bytes = !matches!(
+            name,
+            "compact" | "waitforcompaction" | "deleterandom" | "readmissing"
+        );
         assert_eq!(r.mb_per_sec.is_some(), moves_bytes, "{name}: MB/s");
     }
 

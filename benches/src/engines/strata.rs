@@ -230,6 +230,10 @@ impl BenchEngine for StrataEngine {
         self.ks.compact().map_err(err)
     }
 
+    fn wait_for_compaction(&self) -> Result<(), EngineError> {
+        self.db.wait_for_background_work().map_err(err)
+    }
+
     fn stats_line(&self) -> Option<String> {
         Some(self.db.stats().summary_line())
     }
