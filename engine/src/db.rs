@@ -95,20 +95,24 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
 /// multiple of [`PUBLISH_SLOTS`]); the later one then waits for its turn as a plain
 /// in-order publisher would.
 ///
-/// Readers pay for that instead of writers: a read that must see every acknowledged
-/// write reads at [`Publisher::read_point`], the newest *reserved* number, after
-/// waiting until it is visible, which is only ever a wait for memtable inserts already
-/// under way (nothing between a reservation and its publication does I/O: a logged
-/// write's WAL record is written and synced after it is published). Waiting spins
-/// briefly and then parks (see [`Publisher::wait_until`]), so a waiter never burns the
-/// core that a preempted writer it waits for needs.
+/// A read that must see every acknowledged write reads at [`Publisher::read_point`]:
+/// the newest *published* number (every acknowledged write is published, since a
+/// writer publishes before it returns), once it is visible. It waits only when a range
+/// was published ahead of an earlier one still being inserted (writers finishing out
+/// of order), and then only for that insert (nothing between a reservation and its
+/// publication does I/O: a logged write's WAL record is written and synced after it is
+/// published); with one writer, or writers finishing in order, it never waits. Waiting
+/// spins briefly and then parks (see [`Publisher::wait_until`]), so a waiter never
+/// burns the core that a preempted writer it waits for needs.
 ///
 /// Trade-off: write-only streams (agent event logs) never wait on one another, and
-/// writes to different keyspaces share no lock; a reader concurrent with writers may
-/// wait a few microseconds for inserts in flight.
+/// writes to different keyspaces share no lock; a reader that arrives while writers
+/// finish out of order waits for the straggler's insert.
 #[derive(Debug)]
 pub(crate) struct Publisher {
     visible: AtomicU64,
+    /// The last number of the newest range published (visible or not yet).
+    published: AtomicU64,
     /// Published ranges not yet passed by `visible`, by first number modulo
     /// [`PUBLISH_SLOTS`].
     slots: Box<[PublishSlot]>,
@@ -136,6 +140,7 @@ impl Publisher {
     fn new(visible: SeqNo) -> Self {
         Publisher {
             visible: AtomicU64::new(visible.0),
+            published: AtomicU64::new(visible.0),
             slots: (0..PUBLISH_SLOTS).map(|_| PublishSlot::default()).collect(),
             parked: AtomicU64::new(0),
             park: (Mutex::new(()), Condvar::new()),
@@ -171,6 +176,7 @@ impl Publisher {
             // by the writer that makes `first - 1` visible, or that writer's update of
             // the visible number is seen by the `advance` below.
             slot.first.store(first.0 | SLOT_READY, Ordering::SeqCst);
+            self.advance(false);
         } else {
             // The slot holds a range still in flight: publish in order. Nothing else
             // can move the visible number past `first - 1` meanwhile.
@@ -180,9 +186,10 @@ impl Publisher {
                 .compare_exchange(first.0 - 1, last.0, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok();
             self.advance(moved);
-            return;
         }
-        self.advance(false);
+        // Before the writer returns: a read that starts after it reads at this number
+        // or later.
+        self.published.fetch_max(last.0, Ordering::SeqCst);
     }
 
     /// Moves the visible number over every published range that follows it, and
@@ -218,10 +225,10 @@ impl Publisher {
         SeqNo(self.visible.load(Ordering::Acquire))
     }
 
-    /// The sequence number a read "as of now" uses: the newest reserved one, once it
+    /// The sequence number a read "as of now" uses: the newest published one, once it
     /// is visible. Every write acknowledged before this call is at or below it.
-    pub(crate) fn read_point(&self, counter: &SeqCounter) -> SeqNo {
-        let newest = counter.peek_next().prev();
+    pub(crate) fn read_point(&self) -> SeqNo {
+        let newest = SeqNo(self.published.load(Ordering::SeqCst));
         self.wait_visible(newest);
         newest
     }
@@ -960,9 +967,7 @@ impl Db {
         let inner = self.inner();
         Snapshot {
             db: Arc::clone(&self.handle),
-            guard: inner
-                .snapshots
-                .pin_current(|| inner.publisher.read_point(&inner.seq)),
+            guard: inner.snapshots.pin_current(|| inner.publisher.read_point()),
             unretained: Arc::default(),
         }
     }
@@ -971,7 +976,7 @@ impl Db {
     /// call is at or below it, and all of them are visible when it returns.
     pub fn latest_seqno(&self) -> SeqNo {
         let inner = self.inner();
-        inner.publisher.read_point(&inner.seq)
+        inner.publisher.read_point()
     }
 
     /// Flushes every keyspace's memtables to tables and waits until done.
@@ -2171,7 +2176,7 @@ impl DbInner {
         // flush or compaction in the view dropped is then hidden by a newer one at or
         // below it. Read before the view, a flush installed in between could have
         // dropped the very version it needs.
-        let snapshot = snapshot.unwrap_or_else(|| self.publisher.read_point(&self.seq));
+        let snapshot = snapshot.unwrap_or_else(|| self.publisher.read_point());
         let found = lookup(&view, key, snapshot)?;
         let Some((seq, kind, value)) = found else {
             return Ok(None);
@@ -2572,7 +2577,7 @@ impl Keyspace {
             None => db
                 .inner
                 .snapshots
-                .pin_current(|| db.inner.publisher.read_point(&db.inner.seq)),
+                .pin_current(|| db.inner.publisher.read_point()),
         };
         Iter::new(Box::new(move || {
             db.inner.cursor(
@@ -2609,7 +2614,7 @@ impl Keyspace {
         let guard = self
             .inner()
             .snapshots
-            .pin_current(|| self.inner().publisher.read_point(&self.inner().seq));
+            .pin_current(|| self.inner().publisher.read_point());
         self.inner()
             .cursor(&self.ks, guard.seq(), Some(guard), None, None)
     }
@@ -2739,7 +2744,33 @@ mod publisher_tests {
         // The range closing the gap carries the visible number over the others.
         p.publish(a, a);
         assert_eq!(p.visible(), SeqNo(5));
-        assert_eq!(p.read_point(&c), SeqNo(5));
+        assert_eq!(p.read_point(), SeqNo(5));
+    }
+
+    #[test]
+    fn reads_wait_only_for_a_gap_below_a_published_range() {
+        let (c, p) = counter_and_publisher();
+        let a = p.reserve(&c, 1).unwrap();
+        p.publish(a, a);
+        // A write in flight that no one has been told about: reads do not wait for it.
+        let b = p.reserve(&c, 1).unwrap();
+        assert_eq!(p.read_point(), a);
+        // A later write published (its writer may have returned) above the gap `b`
+        // leaves: a read must include it, so it waits until `b` is in.
+        let d = p.reserve(&c, 1).unwrap();
+        p.publish(d, d);
+        let waited = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let at = p.read_point();
+                waited.store(true, Ordering::SeqCst);
+                at
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!waited.load(Ordering::SeqCst), "read past a gap");
+            p.publish(b, b);
+            assert_eq!(reader.join().unwrap(), d);
+        });
     }
 
     #[test]
@@ -2816,7 +2847,7 @@ mod publisher_tests {
                 w.join().unwrap();
             }
             // Every reservation was published: the visible number reaches the last.
-            assert_eq!(p.read_point(&c), c.peek_next().prev());
+            assert_eq!(p.read_point(), c.peek_next().prev());
             stop.store(true, Ordering::SeqCst);
             reader.join().unwrap();
         });

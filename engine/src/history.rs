@@ -169,7 +169,7 @@ impl DbInner {
     /// Notes the visible sequence number's time if it moved since the last mark.
     pub(crate) fn note_time_mark(&self) {
         let mark = TimeMark {
-            seq: self.publisher.read_point(&self.seq),
+            seq: self.publisher.read_point(),
             unix_millis: unix_millis(SystemTime::now()),
         };
         let mut book = self.marks.lock();
