@@ -225,12 +225,16 @@ impl Publisher {
         SeqNo(self.visible.load(Ordering::Acquire))
     }
 
-    /// The sequence number a read "as of now" uses: the newest published one, once it
-    /// is visible. Every write acknowledged before this call is at or below it.
+    /// The sequence number a read "as of now" uses: the visible number once it has
+    /// reached the newest published one. Every write acknowledged before this call is
+    /// at or below it, and so is every version a flush or compaction installed before
+    /// it dropped (they wait for the visible number; reading at the newest published
+    /// number instead, which can lag the visible one, could miss a version a flush
+    /// merged away).
     pub(crate) fn read_point(&self) -> SeqNo {
         let newest = SeqNo(self.published.load(Ordering::SeqCst));
         self.wait_visible(newest);
-        newest
+        self.visible()
     }
 
     /// Waits until `seq` is visible.
@@ -967,7 +971,7 @@ impl Db {
         let inner = self.inner();
         Snapshot {
             db: Arc::clone(&self.handle),
-            guard: inner.snapshots.pin_current(|| inner.publisher.read_point()),
+            guard: inner.pin_now(),
             unretained: Arc::default(),
         }
     }
@@ -1038,8 +1042,14 @@ impl Db {
             for ks in &all {
                 while crate::background::flush_oldest(inner, ks)? {}
                 while crate::compaction::compact_once(inner, ks)? {}
-                let work = ks.work.lock();
+                let mut work = ks.work.lock();
                 busy |= work.flushing || work.compacting || !ks.view().sealed.is_empty();
+                // A worker that found this thread holding the compaction flag left its
+                // request here (and returned): hand it back, or the value-log
+                // collection it would have run waits for the next flush.
+                if std::mem::take(&mut work.compaction_requested) {
+                    let _ = inner.jobs.send(Job::Compact(ks.id));
+                }
                 drop(work);
                 busy |= crate::compaction::compaction_due(ks);
             }
@@ -1439,6 +1449,16 @@ impl DbInner {
 
     pub(crate) fn jobs_rx(&self) -> &crossbeam_channel::Receiver<Job> {
         &self.jobs_rx
+    }
+
+    /// Pins a snapshot "as of now": it sees every write acknowledged before the call.
+    /// The wait for writes in flight ([`Publisher::read_point`]) happens before the
+    /// snapshot list's lock is taken, so a straggling insert does not hold up other
+    /// pins, releases or the retention of flushes; the number pinned, read under the
+    /// lock, is the visible one then, at or above the read point.
+    pub(crate) fn pin_now(&self) -> SnapshotGuard {
+        self.publisher.read_point();
+        self.snapshots.pin_current(|| self.publisher.visible())
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -2574,10 +2594,7 @@ impl Keyspace {
         let ks = Arc::clone(&self.ks);
         let guard = match snapshot {
             Some(s) => s.guard.duplicate(),
-            None => db
-                .inner
-                .snapshots
-                .pin_current(|| db.inner.publisher.read_point()),
+            None => db.inner.pin_now(),
         };
         Iter::new(Box::new(move || {
             db.inner.cursor(
@@ -2611,10 +2628,7 @@ impl Keyspace {
     /// # Errors
     /// [`Error::Closed`], [`Error::UnknownKeyspace`].
     pub fn cursor(&self) -> Result<Cursor> {
-        let guard = self
-            .inner()
-            .snapshots
-            .pin_current(|| self.inner().publisher.read_point());
+        let guard = self.inner().pin_now();
         self.inner()
             .cursor(&self.ks, guard.seq(), Some(guard), None, None)
     }
@@ -2759,6 +2773,7 @@ mod publisher_tests {
         // leaves: a read must include it, so it waits until `b` is in.
         let d = p.reserve(&c, 1).unwrap();
         p.publish(d, d);
+        assert_eq!(p.visible(), a);
         let waited = AtomicBool::new(false);
         std::thread::scope(|s| {
             let reader = s.spawn(|| {
@@ -2771,6 +2786,26 @@ mod publisher_tests {
             p.publish(b, b);
             assert_eq!(reader.join().unwrap(), d);
         });
+    }
+
+    /// Regression (review): a writer preempted between making its range visible and
+    /// recording it as published left the newest published number below the visible
+    /// one; a read at it could miss a version a flush had merged away under the
+    /// visible number.
+    #[test]
+    fn a_read_is_never_below_the_visible_number() {
+        let (c, p) = counter_and_publisher();
+        let a = p.reserve(&c, 1).unwrap();
+        p.publish(a, a);
+        // As if a writer's range became visible and it has not yet recorded it.
+        let b = p.reserve(&c, 1).unwrap();
+        let slot = p.slot_of(b.0);
+        slot.last.store(b.0, Ordering::SeqCst);
+        slot.first.store(b.0 | SLOT_READY, Ordering::SeqCst);
+        p.advance(false);
+        assert_eq!(p.visible(), b);
+        assert_eq!(p.published.load(Ordering::SeqCst), a.0);
+        assert_eq!(p.read_point(), b);
     }
 
     #[test]
