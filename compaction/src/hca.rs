@@ -72,7 +72,8 @@ pub struct HcaConfig {
     pub max_l0_runs: usize,
     /// Level 0 tiers only in an *append-only* keyspace: one whose merges dropped less
     /// than this fraction of the bytes they read (no overwritten or deleted versions
-    /// to reclaim, so merging buys no space, only read cost). Default 0.02.
+    /// to reclaim, so merging buys no space, only read cost). Default 0.02
+    /// ([`APPEND_ONLY_RECLAIM`](crate::mix::APPEND_ONLY_RECLAIM)).
     pub append_only_reclaim: f64,
     /// Largest `K_i` the model may choose. Default 10 (= the default size ratio: more
     /// runs than merges per fill buys nothing).
@@ -93,7 +94,7 @@ impl Default for HcaConfig {
             base_level_bytes: 64 << 20,
             l0_trigger: 4,
             max_l0_runs: 8,
-            append_only_reclaim: 0.02,
+            append_only_reclaim: crate::mix::APPEND_ONLY_RECLAIM,
             max_runs_per_level: 10,
             initial_runs_per_level: 3,
             cost: CostModel::default(),

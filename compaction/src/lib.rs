@@ -37,7 +37,7 @@ pub use decision::{validate, Decision, Merge, Move, Placement, Reason};
 pub use error::{Error, Result};
 pub use hca::{Hca, HcaConfig, Hysteresis};
 pub use leveled::{Leveled, LeveledConfig};
-pub use mix::{MixWindow, WorkloadMix};
+pub use mix::{MixWindow, WorkloadMix, APPEND_ONLY_RECLAIM};
 pub use policy::{CompactionPolicy, Debt, LevelLimit};
 pub use shape::LevelTargets;
 pub use tiered::{Tiered, TieredConfig};

@@ -10,6 +10,10 @@
 
 use std::collections::VecDeque;
 
+/// Merges that drop less than this fraction of what they read mark a keyspace
+/// *append-only*: every key new, nothing for a merge to reclaim (agent event logs).
+pub const APPEND_ONLY_RECLAIM: f64 = 0.02;
+
 /// Operation counts over a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkloadMix {

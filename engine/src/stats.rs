@@ -85,7 +85,9 @@ pub struct KeyspaceStats {
     /// Times writes stopped (a full memtable that could not be sealed).
     pub stops: u64,
     /// Estimate of the live bytes in tables: the oldest run of the deepest level plus
-    /// the tables elsewhere whose key range meets none of its tables.
+    /// the tables elsewhere whose key range meets none of its tables; every table in
+    /// an append-only keyspace (one whose merges so far dropped under 2% of what they
+    /// read: new keys only, as in an event log).
     pub estimated_live_bytes: u64,
     /// User bytes of WAL-bypass writes not yet flushed: what a crash would take now.
     pub bypass_bytes_at_risk: u64,
@@ -181,8 +183,9 @@ impl Stats {
     /// estimated per keyspace as its deepest level plus every table above it whose key
     /// range meets no table of the deepest level
     /// ([`KeyspaceStats::estimated_live_bytes`]); tables that overlap the deepest level
-    /// count as garbage, so this is an upper bound. Live value-log data is what the
-    /// tables point at.
+    /// count as garbage, so this is an upper bound, except in an append-only keyspace
+    /// (its merges dropped next to nothing), whose tables all count as live. Live
+    /// value-log data is what the tables point at.
     pub fn space_amplification(&self) -> f64 {
         let tables: u64 = self
             .keyspaces
@@ -313,8 +316,25 @@ impl fmt::Display for Stats {
     }
 }
 
+/// Whether the keyspace's merges so far (`read` bytes in, `written` out) dropped so
+/// little that it is append-only ([`strata_compaction::APPEND_ONLY_RECLAIM`]).
+fn appends_only(read: u64, written: u64) -> bool {
+    let merged = strata_compaction::WorkloadMix {
+        merge_input_bytes: read,
+        merge_output_bytes: written,
+        ..strata_compaction::WorkloadMix::default()
+    };
+    merged
+        .merge_reclaim()
+        .is_some_and(|r| r < strata_compaction::APPEND_ONLY_RECLAIM)
+}
+
 /// See [`KeyspaceStats::estimated_live_bytes`].
-fn estimated_live_bytes(version: &Version) -> u64 {
+fn estimated_live_bytes(version: &Version, appends_only: bool) -> u64 {
+    if appends_only {
+        // Tables above the deepest level hold new keys, not newer versions of its.
+        return version.all_tables().map(|t| t.meta.size).sum();
+    }
     let deepest = version.deepest_nonempty_level();
     let Some(bottom) = version.levels[deepest].last() else {
         return 0;
@@ -377,7 +397,13 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 stall_micros: c.stall_micros.load(Ordering::Relaxed),
                 slowdowns: c.slowdowns.load(Ordering::Relaxed),
                 stops: c.stops.load(Ordering::Relaxed),
-                estimated_live_bytes: estimated_live_bytes(&view.version),
+                estimated_live_bytes: estimated_live_bytes(
+                    &view.version,
+                    appends_only(
+                        c.compaction_read_bytes.load(Ordering::Relaxed),
+                        c.compaction_write_bytes.load(Ordering::Relaxed),
+                    ),
+                ),
                 bypass_bytes_at_risk: crate::db::bypass_bytes_at_risk(&view),
                 bypass_oldest_unflushed: crate::db::bypass_oldest(&view).map(|t| t.elapsed()),
                 value_threshold: ks.options.value_threshold,
@@ -412,5 +438,18 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
         background_errors: inner.counters.background_errors.load(Ordering::Relaxed),
         full_disk_errors: inner.counters.full_disk_errors.load(Ordering::Relaxed),
         poisoned: inner.poisoned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::appends_only;
+
+    #[test]
+    fn a_keyspace_is_append_only_once_its_merges_drop_next_to_nothing() {
+        assert!(!appends_only(0, 0), "no merge yet: the upper bound holds");
+        assert!(appends_only(1000, 995), "0.5% dropped");
+        assert!(!appends_only(1000, 900), "10% dropped: overwrites");
+        assert!(!appends_only(1000, 980), "2% dropped is the limit");
     }
 }
