@@ -1,7 +1,8 @@
 //! Compaction in the engine: write stalls hold the configured limits under a fill that
 //! outruns compaction, snapshots keep their versions through compactions and lose them
 //! after release, the compaction filter (TTL) and `compact_range`, and the background
-//! write rate limit — each under every policy where the policy matters.
+//! write rate limit — each under every policy where the policy matters; and HCA's
+//! level 0 tiering for append-only keyspaces, not for ones with overwrites.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -431,4 +432,66 @@ fn compaction_write_rate_is_limited() {
         "compaction wrote {written} bytes in {elapsed:?}, faster than {rate} B/s"
     );
     db.close().expect("close");
+}
+
+/// Key of event `n` of agent `agent`: every agent's events in time order, 100 agents
+/// interleaved, so each flush's table spans them all (no free moves).
+fn event_key(agent: u64, n: u64) -> Vec<u8> {
+    format!("agent{agent:03}/{n:06}").into_bytes()
+}
+
+/// Ten rounds of 3 000 writes, one flush each, into a fresh HCA keyspace: with
+/// `appends`, round `r` appends events `30 r .. 30 r + 30` of each of 100 agents (every
+/// key new, as in an event log); otherwise every round overwrites the same 3 000 keys.
+/// Five flushes (the first is moved to the empty last level) and a settle (the first
+/// merge, at four level-0 runs), a pause longer than the policy's observation period,
+/// five more flushes. Returns the keyspace's stats.
+fn hca_after_rounds(appends: bool) -> KeyspaceStats {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = Db::open(dir.path(), Options::default()).expect("open");
+    let ks = db
+        .create_keyspace(
+            "log",
+            KeyspaceOptions {
+                compaction: CompactionStyle::Hca,
+                // No flush but the test's own.
+                memtable_bytes: 64 << 20,
+                ..KeyspaceOptions::default()
+            },
+        )
+        .expect("keyspace");
+    let mut round = |r: u64| {
+        for i in 0..3000u64 {
+            let n = if appends { r * 30 + i / 100 } else { i / 100 };
+            ks.put(event_key(i % 100, n), vec![b'v'; 100]).expect("put");
+        }
+        ks.flush().expect("flush");
+    };
+    for r in 0..5 {
+        round(r);
+    }
+    db.wait_for_background_work().expect("settle");
+    assert_eq!(ks_stats(&db, "log").compactions, 1, "the first merge");
+    // The policy sees the workload once per observation period (1 s).
+    std::thread::sleep(Duration::from_millis(1100));
+    for r in 5..10 {
+        round(r);
+    }
+    db.wait_for_background_work().expect("settle");
+    for r in 0..10u64 {
+        let n = if appends { r * 30 + 17 } else { 17 };
+        assert!(ks.get(event_key(42, n)).expect("get").is_some());
+    }
+    ks_stats(&db, "log")
+}
+
+#[test]
+fn hca_tiers_level_0_of_an_append_only_keyspace_and_not_of_one_with_overwrites() {
+    let log = hca_after_rounds(true);
+    assert!(log.policy.contains("K0=8"), "{}", log.policy);
+    assert_eq!(log.levels[0].runs, 5, "five flushes wait in level 0: {log:?}");
+    assert_eq!(log.compactions, 1, "no second merge");
+    let state = hca_after_rounds(false);
+    assert!(state.policy.contains("K0=4"), "{}", state.policy);
+    assert!(state.levels[0].runs < 4, "merged at its trigger: {state:?}");
 }
