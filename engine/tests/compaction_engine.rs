@@ -460,7 +460,7 @@ fn hca_after_rounds(appends: bool) -> KeyspaceStats {
             },
         )
         .expect("keyspace");
-    let mut round = |r: u64| {
+    let round = |r: u64| {
         for i in 0..3000u64 {
             let n = if appends { r * 30 + i / 100 } else { i / 100 };
             ks.put(event_key(i % 100, n), vec![b'v'; 100]).expect("put");
@@ -489,7 +489,10 @@ fn hca_after_rounds(appends: bool) -> KeyspaceStats {
 fn hca_tiers_level_0_of_an_append_only_keyspace_and_not_of_one_with_overwrites() {
     let log = hca_after_rounds(true);
     assert!(log.policy.contains("K0=8"), "{}", log.policy);
-    assert_eq!(log.levels[0].runs, 5, "five flushes wait in level 0: {log:?}");
+    assert_eq!(
+        log.levels[0].runs, 5,
+        "five flushes wait in level 0: {log:?}"
+    );
     assert_eq!(log.compactions, 1, "no second merge");
     let state = hca_after_rounds(false);
     assert!(state.policy.contains("K0=4"), "{}", state.policy);
