@@ -6,8 +6,9 @@
 //! group commit); then each entry goes into the memtable that owns its sequence number,
 //! and the publisher makes the write visible to readers once every earlier sequence
 //! number is applied too, without making the writer wait for the earlier ones. A read
-//! "as of now" takes the newest reserved sequence number as its snapshot once it is
-//! visible, so it sees every write acknowledged before it began.
+//! "as of now" waits until the visible sequence number reaches the newest published
+//! one and takes it as its snapshot, so it sees every write acknowledged before it
+//! began.
 //!
 //! Read path: the keyspace's *view* (active memtable, sealed memtables, version of
 //! tables) is one `Arc` swapped atomically by flushes and compactions; a read clones it
@@ -96,14 +97,16 @@ fn parse_table_file_name(name: &str) -> Option<TableId> {
 /// in-order publisher would.
 ///
 /// A read that must see every acknowledged write reads at [`Publisher::read_point`]:
-/// the newest *published* number (every acknowledged write is published, since a
-/// writer publishes before it returns), once it is visible. It waits only when a range
-/// was published ahead of an earlier one still being inserted (writers finishing out
-/// of order), and then only for that insert (nothing between a reservation and its
-/// publication does I/O: a logged write's WAL record is written and synced after it is
-/// published); with one writer, or writers finishing in order, it never waits. Waiting
-/// spins briefly and then parks (see [`Publisher::wait_until`]), so a waiter never
-/// burns the core that a preempted writer it waits for needs.
+/// the visible number once it has reached the newest *published* one (every
+/// acknowledged write is published, since a writer publishes before it returns). It
+/// never reads below the visible number, which flushes and compactions wait for before
+/// they drop shadowed versions. It waits only when a range was published ahead of an
+/// earlier one still being inserted (writers finishing out of order), and then only
+/// for that insert (nothing between a reservation and its publication does I/O: a
+/// logged write's WAL record is written and synced after it is published); with one
+/// writer, or writers finishing in order, it never waits. Waiting spins briefly and
+/// then parks (see [`Publisher::wait_until`]), so a waiter never burns the core that a
+/// preempted writer it waits for needs.
 ///
 /// Trade-off: write-only streams (agent event logs) never wait on one another, and
 /// writes to different keyspaces share no lock; a reader that arrives while writers
