@@ -835,4 +835,23 @@ mod tests {
         worker.join().unwrap();
         db.close().unwrap();
     }
+
+    /// Review finding: `wait_for_background_work` holds the compaction flag itself
+    /// (through `compact_once`); a request a worker left meanwhile must not be dropped.
+    #[test]
+    fn wait_for_background_work_hands_back_a_request_left_while_it_held_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        db.wait_for_background_work().unwrap();
+        let inner = Arc::clone(db.inner());
+        let ks = inner.keyspace_by_name("default").unwrap();
+        // As a worker that found the flag held leaves it.
+        ks.work.lock().compaction_requested = true;
+        db.wait_for_background_work().unwrap();
+        assert!(
+            !ks.work.lock().compaction_requested,
+            "the request was neither run nor handed back to a worker"
+        );
+        db.close().unwrap();
+    }
 }
