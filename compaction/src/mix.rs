@@ -72,6 +72,13 @@ impl WorkloadMix {
         }
     }
 
+    /// Whether merges ran and dropped less than [`APPEND_ONLY_RECLAIM`] of what they
+    /// read: the keyspace only appends new keys.
+    pub fn appends_only(&self) -> bool {
+        self.merge_reclaim()
+            .is_some_and(|r| r < APPEND_ONLY_RECLAIM)
+    }
+
     /// The fraction of what merges read that they dropped, if any merge ran.
     pub fn merge_reclaim(&self) -> Option<f64> {
         (self.merge_input_bytes > 0).then(|| {
@@ -182,5 +189,18 @@ mod tests {
         assert_eq!(period.writes, 20);
         assert_eq!(period.merge_reclaim(), Some(0.05));
         assert_eq!(WorkloadMix::default().merge_reclaim(), None, "no merge ran");
+    }
+
+    #[test]
+    fn a_keyspace_is_append_only_once_its_merges_drop_next_to_nothing() {
+        let merged = |read, written| WorkloadMix {
+            merge_input_bytes: read,
+            merge_output_bytes: written,
+            ..WorkloadMix::default()
+        };
+        assert!(!merged(0, 0).appends_only(), "no merge yet");
+        assert!(merged(1000, 995).appends_only(), "0.5% dropped");
+        assert!(!merged(1000, 900).appends_only(), "10% dropped: overwrites");
+        assert!(!merged(1000, 980).appends_only(), "2% dropped is the limit");
     }
 }

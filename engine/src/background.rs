@@ -227,7 +227,12 @@ fn compact_until_done(inner: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<bool> 
 /// Whether another thread holds `ks`'s compaction flag; if so, asks it (under the same
 /// lock) to run the policy again before it lets go.
 fn leave_request_if_busy(ks: &KeyspaceInner) -> bool {
-    let mut work = ks.work.lock();
+    request_if_compacting(&mut ks.work.lock())
+}
+
+/// Whether `work` shows a compaction under way; if so, leaves the holder a request to
+/// run the policy again before it lets go of the flag.
+fn request_if_compacting(work: &mut crate::db::KeyspaceWork) -> bool {
     if work.compacting {
         work.compaction_requested = true;
     }
@@ -253,19 +258,17 @@ impl Drop for WorkFlag<'_> {
 
 pub(crate) fn take_flag(ks: &KeyspaceInner, flush: bool) -> Option<WorkFlag<'_>> {
     let mut work = ks.work.lock();
-    let busy = if flush {
-        &mut work.flushing
-    } else {
-        &mut work.compacting
-    };
-    if *busy {
-        if !flush {
-            // Whoever holds it runs the policy again before letting go.
-            work.compaction_requested = true;
+    if flush {
+        if work.flushing {
+            return None;
         }
-        return None;
+        work.flushing = true;
+    } else {
+        if request_if_compacting(&mut work) {
+            return None;
+        }
+        work.compacting = true;
     }
-    *busy = true;
     Some(WorkFlag { ks, flush })
 }
 

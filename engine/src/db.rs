@@ -982,8 +982,7 @@ impl Db {
     /// The sequence number of the newest write: every write acknowledged before this
     /// call is at or below it, and all of them are visible when it returns.
     pub fn latest_seqno(&self) -> SeqNo {
-        let inner = self.inner();
-        inner.publisher.read_point()
+        self.inner().publisher.read_point()
     }
 
     /// Flushes every keyspace's memtables to tables and waits until done.
@@ -2747,6 +2746,28 @@ mod publisher_tests {
         (SeqCounter::new(SeqNo(1)), Publisher::new(SeqNo(0)))
     }
 
+    /// Runs `blocked` on another thread, checks that it has not returned 20 ms later
+    /// (`what` names what returning early would mean), runs `release`, and returns
+    /// what `blocked` returned.
+    fn blocked_until<T: Send>(
+        blocked: impl FnOnce() -> T + Send,
+        release: impl FnOnce(),
+        what: &str,
+    ) -> T {
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let out = blocked();
+                done.store(true, Ordering::SeqCst);
+                out
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!done.load(Ordering::SeqCst), "{what}");
+            release();
+            waiter.join().unwrap()
+        })
+    }
+
     #[test]
     fn visible_moves_only_over_a_contiguous_run_of_published_ranges() {
         let (c, p) = counter_and_publisher();
@@ -2777,18 +2798,8 @@ mod publisher_tests {
         let d = p.reserve(&c, 1).unwrap();
         p.publish(d, d);
         assert_eq!(p.visible(), a);
-        let waited = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let reader = s.spawn(|| {
-                let at = p.read_point();
-                waited.store(true, Ordering::SeqCst);
-                at
-            });
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(!waited.load(Ordering::SeqCst), "read past a gap");
-            p.publish(b, b);
-            assert_eq!(reader.join().unwrap(), d);
-        });
+        let at = blocked_until(|| p.read_point(), || p.publish(b, b), "read past a gap");
+        assert_eq!(at, d);
     }
 
     /// Regression (review): a writer preempted between making its range visible and
@@ -2822,19 +2833,15 @@ mod publisher_tests {
         assert_eq!(b.0 % PUBLISH_SLOTS as u64, e.0 % PUBLISH_SLOTS as u64);
         p.publish(b, b);
         p.publish(big, big.plus(PUBLISH_SLOTS as u64 - 2));
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                // Its slot holds `b`, not yet visible: it must wait for `a`.
-                p.publish(e, e);
-                done.store(true, Ordering::SeqCst);
-            });
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(!done.load(Ordering::SeqCst), "published out of order");
-            assert_eq!(p.visible(), SeqNo(0));
-            p.publish(a, a);
-            waiter.join().unwrap();
-        });
+        // Its slot holds `b`, not yet visible: it must wait for `a`.
+        blocked_until(
+            || p.publish(e, e),
+            || {
+                assert_eq!(p.visible(), SeqNo(0));
+                p.publish(a, a);
+            },
+            "published out of order",
+        );
         assert_eq!(p.visible(), e);
     }
 

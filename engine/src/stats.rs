@@ -316,19 +316,6 @@ impl fmt::Display for Stats {
     }
 }
 
-/// Whether the keyspace's merges so far (`read` bytes in, `written` out) dropped so
-/// little that it is append-only ([`strata_compaction::APPEND_ONLY_RECLAIM`]).
-fn appends_only(read: u64, written: u64) -> bool {
-    let merged = strata_compaction::WorkloadMix {
-        merge_input_bytes: read,
-        merge_output_bytes: written,
-        ..strata_compaction::WorkloadMix::default()
-    };
-    merged
-        .merge_reclaim()
-        .is_some_and(|r| r < strata_compaction::APPEND_ONLY_RECLAIM)
-}
-
 /// See [`KeyspaceStats::estimated_live_bytes`].
 fn estimated_live_bytes(version: &Version, appends_only: bool) -> u64 {
     if appends_only {
@@ -397,13 +384,8 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
                 stall_micros: c.stall_micros.load(Ordering::Relaxed),
                 slowdowns: c.slowdowns.load(Ordering::Relaxed),
                 stops: c.stops.load(Ordering::Relaxed),
-                estimated_live_bytes: estimated_live_bytes(
-                    &view.version,
-                    appends_only(
-                        c.compaction_read_bytes.load(Ordering::Relaxed),
-                        c.compaction_write_bytes.load(Ordering::Relaxed),
-                    ),
-                ),
+                // The merges since open (`WorkloadMix::appends_only`).
+                estimated_live_bytes: estimated_live_bytes(&view.version, c.mix().appends_only()),
                 bypass_bytes_at_risk: crate::db::bypass_bytes_at_risk(&view),
                 bypass_oldest_unflushed: crate::db::bypass_oldest(&view).map(|t| t.elapsed()),
                 value_threshold: ks.options.value_threshold,
@@ -438,18 +420,5 @@ pub(crate) fn collect(inner: &DbInner) -> Stats {
         background_errors: inner.counters.background_errors.load(Ordering::Relaxed),
         full_disk_errors: inner.counters.full_disk_errors.load(Ordering::Relaxed),
         poisoned: inner.poisoned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::appends_only;
-
-    #[test]
-    fn a_keyspace_is_append_only_once_its_merges_drop_next_to_nothing() {
-        assert!(!appends_only(0, 0), "no merge yet: the upper bound holds");
-        assert!(appends_only(1000, 995), "0.5% dropped");
-        assert!(!appends_only(1000, 900), "10% dropped: overwrites");
-        assert!(!appends_only(1000, 980), "2% dropped is the limit");
     }
 }
